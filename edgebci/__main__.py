@@ -1,0 +1,3 @@
+from edgebci.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""The `edgebci` command line: train, compile, hil, targets, demo.
+
+Heavy libraries (torch, tvm, mne, pyserial) are imported inside the commands, so `edgebci --help`
+answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgebci import __version__
+from edgebci.defaults import BUNDLED_CHECKPOINT, DEFAULT_TARGET
+from edgebci.errors import EdgebciError
+
+
+
+def _cmd_targets(args) -> int:
+    from edgebci.targets import list_targets
+    rows = [(t.name, t.cpu, t.fpu, t.flash_bytes // 1024, t.ram_bytes // 1024, t.stack_bytes,
+             (f"qemu {t.qemu_machine}" if t.qemu_machine else t.serial_port or "process"), t.description) for t in list_targets()]
+    if args.json:
+        keys = ("name", "cpu", "fpu", "flash_kib", "ram_kib", "stack_bytes", "reached_by", "description")
+        print(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
+        return 0
+    print(f"{'target':<12} {'cpu':<10} {'fpu':<12} {'flash KiB':>10} {'RAM KiB':>9} {'stack B':>8}  reached by")
+    for name, cpu, fpu, flash, ram, stack, how, desc in rows:
+        print(f"{name:<12} {cpu:<10} {fpu:<12} {flash:>10} {ram:>9} {stack:>8}  {how}\n{'':<12} {desc}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from edgebci.data import Split, default_data_dir
+    from edgebci.train import TrainConfig, evaluate_held_out, train_decoder
+    from edgebci.zoo import save_checkpoint
+    split = Split(tuple(args.train_subjects), tuple(args.val_subjects), tuple(args.test_subjects))
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, split=split)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    ckpt = train_decoder(cfg, data_dir, progress=not args.quiet)
+    report = evaluate_held_out(ckpt, data_dir)
+    ckpt.summary["test"] = report
+    save_checkpoint(ckpt, args.out)
+    print(f"wrote {args.out}: best epoch {ckpt.summary['best_epoch']}, validation balanced accuracy "
+          f"{ckpt.summary['val_balanced_accuracy']:.3f}; held-out subjects {list(split.test)}: balanced accuracy "
+          f"{report['balanced_accuracy']:.3f} (chance {report['chance']:.2f}) over {report['n_windows']} windows, "
+          f"per subject {json.dumps({k: round(v, 3) for k, v in report['per_subject'].items()})}")
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    from edgebci.pipeline import compile_for_target
+    compiled, image = compile_for_target(Path(args.checkpoint), args.target, Path(args.out), progress=not args.quiet)
+    print(f"compiled {args.checkpoint} for {compiled.target_name} into {compiled.out_dir}: "
+          f"{compiled.n_kernels} kernels, arena {compiled.arena_bytes} B, weights {compiled.weight_bytes} B; "
+          f"firmware {image.path} (flash {image.flash_bytes} B, static RAM {image.ram_static_bytes} B)")
+    return 0
+
+
+def _cmd_hil(args) -> int:
+    from edgebci.pipeline import hil_and_report
+    result = hil_and_report(Path(args.compiled), [Path(p) for p in args.data] if args.data else None,
+                            Path(args.out), port=args.port, max_windows=args.max_windows, progress=not args.quiet)
+    print(result.summary_line())
+    return 0 if result.ok else 1
+
+
+def _cmd_demo(args) -> int:
+    from edgebci.pipeline import run_demo
+    result = run_demo(Path(args.out), progress=not args.quiet)
+    print(result.summary_line())
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgebci", description="Compile trained EEG decoders for microcontrollers "
+                                "and validate them hardware-in-the-loop.")
+    p.add_argument("--version", action="version", version=f"edgebci {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("targets", help="list the boards edgebci can compile for, with their memory budgets")
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.set_defaults(func=_cmd_targets)
+
+    tr = sub.add_parser("train", help="train a decoder on EEGMMIDB recordings (leave-subjects-out)",
+                        description="Train a zoo decoder on left/right fist imagery. Subjects are split into "
+                        "training, validation (early stopping) and held-out test subjects; the test subjects' "
+                        "balanced accuracy is stored in the checkpoint and printed.")
+    tr.add_argument("--arch", default="convattn", help="decoder architecture (default: convattn)")
+    tr.add_argument("--data-dir", help="folder of SxxxRyy.edf files (default: $EDGEBCI_DATA or ../shared/eeg/eegmmidb)")
+    tr.add_argument("--out", default="build/convattn.pt", help="checkpoint to write (default: build/convattn.pt)")
+    tr.add_argument("--epochs", type=int, default=80)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--train-subjects", type=int, nargs="+", default=list(range(1, 11)), metavar="N")
+    tr.add_argument("--val-subjects", type=int, nargs="+", default=[11, 12], metavar="N")
+    tr.add_argument("--test-subjects", type=int, nargs="+", default=[13, 14, 15], metavar="N")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("compile", help="compile a checkpoint to plain C and firmware for a board",
+                       description="Lower the decoder through TVM to C with no runtime, check it against the "
+                       "board's memory budget, and build the firmware (ELF for a Cortex-M board, a process "
+                       "for a Linux target) plus the host reference library.")
+    c.add_argument("checkpoint", help=f"a zoo checkpoint (.pt); the bundled one is {BUNDLED_CHECKPOINT}")
+    c.add_argument("--target", default=DEFAULT_TARGET, help=f"board name or target .toml (default: {DEFAULT_TARGET}; "
+                   f"see `edgebci targets`)")
+    c.add_argument("--out", required=True, help="artifact folder to write")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_compile)
+
+    h = sub.add_parser("hil", help="stream recorded EEG to the device and check it against the host reference",
+                       description="Boot the compiled firmware (QEMU for an emulated board, a process for a "
+                       "Linux target, or a physical board on --port), stream every cue window of the "
+                       "recordings, and write report.json and report.html.")
+    h.add_argument("compiled", help="folder written by `edgebci compile`")
+    h.add_argument("--data", nargs="+", metavar="EDF", help="EEGMMIDB .edf recordings (default: the bundled sample)")
+    h.add_argument("--port", help="a physical board's serial port or pyserial URL, e.g. /dev/ttyACM0")
+    h.add_argument("--out", required=True, help="folder for report.json and report.html")
+    h.add_argument("--max-windows", type=int, help="stream at most this many windows")
+    h.add_argument("--quiet", action="store_true")
+    h.set_defaults(func=_cmd_hil)
+
+    d = sub.add_parser("demo", help=f"compile the bundled decoder for {DEFAULT_TARGET}, run HIL on the sample, report")
+    d.add_argument("--out", default="build/demo", help="output folder (default: build/demo)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgebciError as e:
+        print(f"edgebci {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

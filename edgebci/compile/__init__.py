@@ -1,0 +1,152 @@
+"""Compile stage: checkpoint + front end + target -> plain C (and firmware) in an artifact folder.
+
+    compiled = compile_decoder(load_checkpoint(path), Target.from_name("mps2-an386"), out_dir)
+
+The folder holds `manifest.json`, `c/` (the decoder as C with no TVM runtime: ebci_model.[ch],
+ebci_model_kernels.c, ebci_frontend.[ch] and the TVM-FFI/DLPack headers it includes), `relax.py`
+(the lowered program, for reading) and, once built, `firmware/` and `host/`.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgebci.artifacts import read_manifest, write_manifest
+from edgebci.errors import BudgetError, ConfigError, ToolchainError
+from edgebci.targets import Target
+from edgebci.zoo.checkpoint import Checkpoint
+
+# Device RAM besides the model: receive buffer for one COBS frame of a window, filter output, slack
+# for the protocol's transmit buffers and statics. Kept in step with firmware_bridge/src.
+PROTOCOL_STATIC_BYTES = 2048
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    out_dir: Path
+    target_name: str
+    model_id: str
+    n_channels: int
+    n_samples: int
+    n_classes: int
+    arena_bytes: int
+    workspace_bytes: int
+    weight_bytes: int
+    n_kernels: int
+
+    def __post_init__(self):
+        if min(self.n_channels, self.n_samples, self.n_classes) <= 0:
+            raise ConfigError(f"compiled model has an empty shape: {self.n_channels} channels, "
+                              f"{self.n_samples} samples, {self.n_classes} classes")
+
+    @property
+    def c_dir(self) -> Path:
+        return self.out_dir / "c"
+
+    @property
+    def io_bytes(self) -> int:
+        """Receive buffer (one COBS-framed int16 window) plus the float filter output."""
+        window = self.n_channels * self.n_samples
+        frame = 2 * window + 16
+        return frame + frame // 254 + 2 + 4 * window
+
+    def estimated_ram_bytes(self, target: Target) -> int:
+        return self.arena_bytes + self.workspace_bytes + self.io_bytes + PROTOCOL_STATIC_BYTES + target.stack_bytes
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "CompiledModel":
+        m = read_manifest(out_dir, "compiled-model")
+        return cls(Path(out_dir), m["target"], m["model_id"], m["n_channels"], m["n_samples"], m["n_classes"],
+                   m["arena_bytes"], m["workspace_bytes"], m["weight_bytes"], m["n_kernels"])
+
+
+def tvm_include_dirs() -> list[Path]:
+    import tvm
+    import tvm_ffi
+    return [Path(tvm.__file__).parent / "include", Path(tvm_ffi.__file__).parent / "include"]
+
+
+def copy_tvm_headers(c_source: str, c_dir: Path) -> list[str]:
+    """Copy the TVM/DLPack headers `c_source` includes, transitively, into `c_dir/include`.
+
+    They declare types and the packed-call ABI only; shipping them makes the artifact build anywhere.
+    """
+    include_re = re.compile(r'^\s*#\s*include\s*[<"]((?:tvm|dlpack)/[^>"]+)[>"]', re.M)
+    roots = tvm_include_dirs()
+    todo, done = include_re.findall(c_source), []
+    while todo:
+        rel = todo.pop()
+        if rel in done:
+            continue
+        src = next((r / rel for r in roots if (r / rel).exists()), None)
+        if src is None:
+            raise ToolchainError(f"generated C includes {rel}, which the installed TVM does not ship")
+        dst = c_dir / "include" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        done.append(rel)
+        todo += include_re.findall(src.read_text())
+    return sorted(done)
+
+
+def check_budget(compiled: CompiledModel, target: Target) -> None:
+    """Refuse, before any build or flash, a model whose RAM or flash need exceeds the board's."""
+    ram = compiled.estimated_ram_bytes(target)
+    if ram > target.ram_bytes:
+        raise BudgetError(
+            f"model needs about {ram} bytes of RAM (arena {compiled.arena_bytes} + workspace "
+            f"{compiled.workspace_bytes} + I/O buffers {compiled.io_bytes} + protocol {PROTOCOL_STATIC_BYTES} + "
+            f"stack {target.stack_bytes}) but {target.name} has {target.ram_bytes}: pick a shorter window, "
+            f"fewer channels or a smaller decoder")
+    if compiled.weight_bytes > target.flash_bytes:
+        raise BudgetError(f"model weights take {compiled.weight_bytes} bytes but {target.name} has "
+                          f"{target.flash_bytes} bytes of flash: use a smaller decoder")
+
+
+def compile_decoder(ckpt: Checkpoint, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:
+    """Lower the checkpoint's decoder through TVM to plain C in `out_dir`, checked against the budget."""
+    import torch
+    import tvm
+
+    from edgebci.compile.cdriver import (emit_frontend, emit_model_c, emit_model_h, plan_driver,
+                                         workspace_bytes)
+    from edgebci.compile.importer import import_torch_module
+    from edgebci.compile.lower import check_kernel_symbols, lower_to_c
+
+    out_dir = Path(out_dir)
+    c_dir = out_dir / "c"
+    c_dir.mkdir(parents=True, exist_ok=True)
+    model = ckpt.build_model()
+    example = torch.zeros(1, len(ckpt.channels), ckpt.window_samples)
+    relax_mod = import_torch_module(model, example)
+    lowered = lower_to_c(relax_mod)
+    copy_tvm_headers(lowered.kernels_c, c_dir)
+    check_kernel_symbols(lowered.kernels_c, [str(c_dir / "include")])
+    plan = plan_driver(lowered.relax_mod)
+    workspace = workspace_bytes(lowered.kernels_c)
+    model_id = ckpt.content_hash()
+    (c_dir / "ebci_model_kernels.c").write_text(lowered.kernels_c)
+    (c_dir / "ebci_model.c").write_text(emit_model_c(plan, tvm.__version__))
+    (c_dir / "ebci_model.h").write_text(emit_model_h(plan, model_id, ckpt.fs_hz, workspace))
+    front_c, front_h = emit_frontend(np.asarray(ckpt.frontend.sos))
+    (c_dir / "ebci_frontend.c").write_text(front_c)
+    (c_dir / "ebci_frontend.h").write_text(front_h)
+    (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
+    compiled = CompiledModel(out_dir, target.name, model_id, len(ckpt.channels), ckpt.window_samples,
+                             len(ckpt.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
+                             lowered.n_kernels)
+    write_manifest(out_dir, "compiled-model", {
+        "target": target.name, "model_id": model_id, "checkpoint_sha256": source_sha256, "arch": ckpt.arch,
+        "tvm_version": tvm.__version__, "n_channels": compiled.n_channels, "n_samples": compiled.n_samples,
+        "n_classes": compiled.n_classes, "arena_bytes": compiled.arena_bytes,
+        "workspace_bytes": compiled.workspace_bytes, "weight_bytes": compiled.weight_bytes,
+        "n_kernels": compiled.n_kernels, "channels": list(ckpt.channels), "fs_hz": ckpt.fs_hz,
+        "window_samples": ckpt.window_samples, "offset_samples": ckpt.offset_samples,
+        "hop_samples": ckpt.hop_samples, "classes": list(ckpt.classes), "frontend": ckpt.frontend.to_dict(),
+    })
+    check_budget(compiled, target)
+    return compiled

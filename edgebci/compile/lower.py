@@ -1,0 +1,140 @@
+"""Lower a Relax module to plain-C kernels and a statically planned `main`, for devices with no TVM runtime.
+
+Relax: decompose for inference, legalize to TIR, fuse; TIR: an inline schedule per fused kernel
+(without it, the unscheduled default materialises every element-wise intermediate at full size);
+Relax again: explicit memory, static block planning. The result is what `cdriver` turns into C.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebci.errors import ToolchainError, UnsupportedOpError
+
+# Relax ops allowed to remain in `main` after lowering; everything else means an op was not legalized.
+MAIN_OPS = {"relax.memory.alloc_storage", "relax.memory.alloc_tensor", "relax.builtin.alloc_tensor",
+            "relax.reshape", "relax.memory.kill_storage", "relax.memory.kill_tensor", "relax.null_value"}
+# libm functions the generated kernels may call; newlib provides them on Cortex-M.
+LIBM = {"expf", "logf", "sqrtf", "tanhf", "powf", "erff", "fabsf", "floorf", "ceilf", "roundf", "fmaxf",
+        "fminf", "sinf", "cosf", "exp", "log", "sqrt", "tanh", "pow", "erf", "fabs", "floor", "ceil",
+        "round", "fmax", "fmin", "sin", "cos", "expm1f", "log1pf", "nearbyintf", "truncf", "fmodf"}
+# What firmware_bridge/src/ebci_tvm_shim.c provides in place of the TVM runtime.
+RUNTIME_SHIM = {"TVMBackendAllocWorkspace", "TVMBackendFreeWorkspace", "TVMFFIErrorSetRaisedFromCStr",
+                "TVMFFIErrorSetRaisedFromCStrParts"}
+
+
+@dataclass(frozen=True)
+class LoweredModel:
+    """TVM's lowered Relax module (static memory) and the C source of its kernels."""
+    relax_mod: object
+    kernels_c: str
+    n_kernels: int
+
+
+def _inline_schedule(func):
+    """Inline element-wise blocks into their consumers and move reduction epilogues next to them."""
+    from tvm import s_tir, tirx
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+
+    def spatial(block):
+        return all(iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars)
+
+    changed = True
+    while changed:
+        changed = False
+        for inline in (sch.compute_inline, sch.reverse_compute_inline):
+            for block in sch.get_child_blocks(root):
+                if not spatial(block):
+                    continue
+                try:
+                    inline(block)
+                except Exception:   # not inlinable (e.g. the output block): leave it
+                    continue
+                changed = True
+                break
+            if changed:
+                break
+    for block in sch.get_child_blocks(root):
+        ivs = sch.get(block).iter_vars
+        n_spatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in ivs)
+        if 0 < n_spatial < len(ivs):
+            for consumer in sch.get_consumers(block):
+                try:
+                    sch.reverse_compute_at(consumer, sch.get_loops(block)[n_spatial - 1])
+                except Exception:
+                    pass
+    return sch.mod["main"]
+
+
+def _schedule_all(mod):
+    import tvm
+    from tvm import tirx
+    out = tvm.IRModule(dict(mod.functions))
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            scheduled = _inline_schedule(func)
+            out[gv] = scheduled.with_attrs(func.attrs) if func.attrs else scheduled
+    return out
+
+
+def _check_main(mod):
+    import tvm
+    from tvm import relax
+    bad = set()
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name not in MAIN_OPS:
+                bad.add(value.op.name)
+            if isinstance(value, relax.Call) and isinstance(value.op, relax.ExternFunc):
+                bad.add(str(value.op.global_symbol))
+    if bad:
+        raise UnsupportedOpError(f"operator(s) {', '.join(sorted(bad))} have no plain-C lowering in TVM; "
+                                 f"the device would need a runtime for them. Change the decoder to avoid them")
+
+
+def check_kernel_symbols(kernels_c: str, include_dirs: list[str]) -> None:
+    """Compile the kernels for the host and refuse any undefined symbol a bare-metal device lacks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, obj = Path(tmp) / "k.c", Path(tmp) / "k.o"
+        src.write_text(kernels_c)
+        cmd = ["gcc", "-c", "-O0", "-std=gnu11", *[f"-I{d}" for d in include_dirs], str(src), "-o", str(obj)]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode:
+            raise ToolchainError(f"generated kernels do not compile with host gcc:\n{run.stderr[-2000:]}")
+        nm = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    undefined = {line.split()[-1] for line in nm.splitlines() if line.strip()}
+    missing = sorted(undefined - LIBM - RUNTIME_SHIM - {"memcpy", "memset", "memmove", "_GLOBAL_OFFSET_TABLE_"})
+    if missing:
+        raise UnsupportedOpError(f"generated kernels call {missing}, which a bare-metal device does not have; "
+                                 f"allowed: libm {sorted(LIBM)} and the runtime shim {sorted(RUNTIME_SHIM)}")
+
+
+def lower_to_c(mod) -> LoweredModel:
+    import tvm
+    from tvm import relax, tirx
+    before = [relax.transform.DecomposeOpsForInference(), relax.transform.LegalizeOps(),
+              relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+              relax.transform.FuseOps(), relax.transform.FuseTIR(), relax.transform.DeadCodeElimination()]
+    after = [relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
+             relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite(),
+             relax.transform.StaticPlanBlockMemory(), relax.transform.AttachGlobalSymbol()]
+    target = tvm.target.Target({"kind": "c"})
+    with target:
+        mod = tvm.transform.Sequential(before)(mod)
+        mod = _schedule_all(mod)
+        mod = tvm.transform.Sequential(after)(mod)
+    _check_main(mod)
+    kernels = tvm.IRModule({gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)})
+    with tvm.transform.PassContext(config={"tirx.disable_assert": True}):
+        lib = tvm.tirx.build(kernels, target=target)
+    src = lib.inspect_source()
+    # TVM's C printer writes float infinity as `inff` (not C); spell it portably.
+    src = re.sub(r"(?<![\w.])inff\b", "INFINITY", src)
+    if "INFINITY" in src and "#include <math.h>" not in src:
+        src = "#include <math.h>\n" + src
+    return LoweredModel(mod, src, len(kernels.functions))

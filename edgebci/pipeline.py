@@ -1,0 +1,172 @@
+"""The user-facing flows, stage by stage: compile a checkpoint for a board, HIL-run it, report.
+
+    compiled, image = compile_for_target(checkpoint, "mps2-an386", out_dir)
+    summary = hil_and_report(out_dir, recordings, report_dir)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgebci.artifacts import read_manifest, sha256_file
+from edgebci.compile import CompiledModel, compile_decoder
+from edgebci.data import SAMPLE_DIR, Windows, extract_cue_windows, read_recording
+from edgebci.defaults import BUNDLED_CHECKPOINT, DEFAULT_TARGET
+from edgebci.errors import ConfigError, DataError, LinkError
+from edgebci.targets import Target
+from edgebci.zoo import load_checkpoint
+
+HOST_ENTRY = "ebci_reference_decode"
+
+
+def _stage(progress: bool, text: str) -> None:
+    if progress:
+        print(f"  {text}", flush=True)
+
+
+def _target_of(manifest: dict) -> Target:
+    toml = manifest.get("target_file")
+    return Target.from_name(toml if toml and Path(toml).exists() else manifest["target"])
+
+
+def compile_for_target(checkpoint: Path, target_name: str | Path, out_dir: Path, progress: bool = True):
+    """Compile to C, check the budget, build the firmware and the host reference library."""
+    target = Target.from_name(target_name)
+    ckpt = load_checkpoint(checkpoint)
+    from edgebci.firmware.build import build_firmware, build_host_library
+    _stage(progress, f"[1/3] TVM: importing and lowering {ckpt.arch} to plain C for {target.name}")
+    compiled = compile_decoder(ckpt, target, out_dir, sha256_file(checkpoint))
+    _patch_manifest(out_dir, {"target_file": str(target.source) if target.source else ""})
+    _stage(progress, f"[2/3] building firmware with {target.cc}")
+    image = build_firmware(compiled.c_dir, target, out_dir / "firmware")
+    (out_dir / "firmware" / "image.json").write_text(json.dumps(asdict(image), default=str, indent=2))
+    _stage(progress, "[3/3] building the host reference library")
+    build_host_library(compiled.c_dir, out_dir / "host")
+    return compiled, image
+
+
+def _patch_manifest(out_dir: Path, extra: dict) -> None:
+    path = out_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    data.update(extra)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _load_image(out_dir: Path):
+    from edgebci.firmware.build import FirmwareImage
+    path = out_dir / "firmware" / "image.json"
+    if not path.exists():
+        raise ConfigError(f"{out_dir} has no built firmware ({path} is missing); run `edgebci compile` again")
+    raw = json.loads(path.read_text())
+    return FirmwareImage(**{k: (Path(v) if k.endswith("path") and v not in (None, "None") else v)
+                            for k, v in raw.items()})
+
+
+def sample_recordings() -> list[Path]:
+    return sorted(SAMPLE_DIR.glob("*.edf"))
+
+
+def load_hil_windows(recordings: list[Path], manifest: dict, max_windows: int | None = None) -> Windows:
+    parts = [extract_cue_windows(read_recording(p, tuple(manifest["channels"])), manifest["window_samples"],
+                                 manifest["offset_samples"]) for p in recordings]
+    windows = Windows.concat(parts)
+    if abs(windows.fs_hz - manifest["fs_hz"]) > 1e-6:
+        raise DataError(f"recordings are sampled at {windows.fs_hz} Hz but the decoder expects {manifest['fs_hz']} Hz")
+    if max_windows is not None:
+        if max_windows <= 0:
+            raise ConfigError(f"--max-windows must be > 0, got {max_windows}")
+        windows = Windows(windows.x[:max_windows], windows.y[:max_windows], windows.source[:max_windows],
+                          windows.fs_hz, windows.channels)
+    if len(windows) == 0:
+        raise DataError(f"no imagery cue windows in {[str(p) for p in recordings]}: pass runs 4, 8 or 12 "
+                        f"(left/right fist imagery)")
+    return windows
+
+
+def open_device(target: Target, image, out_dir: Path, port: str | None):
+    from edgebci.hil.launch import open_port, start_process, start_qemu
+    log = out_dir / "device.log"
+    if port:
+        return open_port(port)
+    if target.kind == "linux":
+        return start_process(image.path, log)
+    if target.is_emulated:
+        return start_qemu(target, image.path, log)
+    raise ConfigError(f"{target.name} is a physical board: pass its serial port, e.g. --port /dev/ttyACM0")
+
+
+@dataclass(frozen=True)
+class HilSummary:
+    report: dict
+    json_path: Path
+    html_path: Path
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report["ok"])
+
+    def summary_line(self) -> str:
+        r = self.report
+        w, a, lat, acc = r["windows"], r["agreement"], r["latency"], r["accuracy"]
+        lat_txt = f"{lat['metric']} median {lat['median']:,.0f}" if "median" in lat else "no latency"
+        return (f"{'PASS' if self.ok else 'FAIL'} {r['target']['name']}: {w['sent']} windows sent, "
+                f"{w['decoded']} decoded, {w['retried']} retried, {w['failed']} failed; agreement with host "
+                f"{a['same_class']}/{a['windows_compared']}; balanced accuracy {acc['device_balanced_accuracy']:.3f} "
+                f"(chance {acc['chance']:.2f}); {lat_txt}; stack peak {r['memory']['stack_peak']['bytes']} B. "
+                f"Report: {self.html_path}")
+
+
+def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: Path, port: str | None = None,
+                   max_windows: int | None = None, progress: bool = True) -> HilSummary:
+    from edgebci.hil.runner import HilRun, HostReference, save_run, stream_windows
+    from edgebci.report import build_report, write_report
+    compiled = CompiledModel.load(compiled_dir)
+    manifest = read_manifest(compiled_dir, "compiled-model")
+    target = _target_of(manifest)
+    image = _load_image(compiled_dir)
+    windows = load_hil_windows(recordings or sample_recordings(), manifest, max_windows)
+    host_lib = next((compiled_dir / "host").glob("*.so"), None)
+    if host_lib is None:
+        raise ConfigError(f"{compiled_dir}/host has no reference library; run `edgebci compile` again")
+    reference = HostReference(host_lib, compiled.n_classes, HOST_ENTRY)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _stage(progress, f"HIL on {target.name}{' via ' + port if port else ''}: {len(windows)} windows")
+    with open_device(target, image, out_dir, port) as device:
+        info = device.link.hello()
+        _check_device(info, compiled)
+        outcomes = stream_windows(device.link, windows, reference, progress)
+        try:
+            stats = device.link.stats()
+        except LinkError as e:
+            stats = {"error": str(e)}
+        link_stats = {"device": _plain(stats), "host": _plain(device.link.counters())}
+    run = HilRun(_plain(info), outcomes, link_stats, tuple(manifest["classes"]))
+    save_run(run, out_dir / "windows.json")
+    report = build_report(run, compiled, image, target, manifest)
+    json_path, html_path = write_report(report, out_dir)
+    return HilSummary(report, json_path, html_path)
+
+
+def _plain(obj):
+    """Dataclasses (DeviceInfo, stats) as JSON-ready dicts."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _check_device(info, compiled: CompiledModel) -> None:
+    got = (info.n_ch, info.n_samp, info.model_id)
+    want = (compiled.n_channels, compiled.n_samples, compiled.model_id)
+    if got != want:
+        raise ConfigError(f"the device runs a different model (channels, samples, id) = {got}, expected {want}: "
+                          f"flash the firmware from {compiled.out_dir / 'firmware'}")
+
+
+def run_demo(out_dir: Path, progress: bool = True) -> HilSummary:
+    """Compile the bundled checkpoint for the default emulated board and HIL-run the bundled sample."""
+    compiled_dir = out_dir / "compiled"
+    compile_for_target(BUNDLED_CHECKPOINT, DEFAULT_TARGET, compiled_dir, progress)
+    return hil_and_report(compiled_dir, sample_recordings(), out_dir, progress=progress)

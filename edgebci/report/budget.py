@@ -1,0 +1,85 @@
+"""Turn a HIL run into the report's numbers, each labelled with what it is.
+
+A QEMU SysTick count under `-icount shift=N` measures instructions (every instruction advances
+virtual time by 2^N ns), so it is reported as `qemu_insn_count`, never as cycles. Cycles come only
+from a physical board's counters; a Linux process reports wall time in microseconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgebci import __version__
+from edgebci.targets import Target
+
+TIMER_DWT, TIMER_SYSTICK, TIMER_OS_NS = 0, 1, 2
+
+
+def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Target) -> dict:
+    """Per-window decode cost (front end + model) in the unit the timer really measures."""
+    t = np.asarray(ticks, np.float64)
+    if len(t) == 0:
+        return {"metric": "none", "note": "no window was decoded"}
+    if target.is_emulated and timer_src == TIMER_SYSTICK:
+        shift = target.qemu_icount_shift
+        values = t * 1e9 / (timer_hz * 2 ** shift)
+        metric = "qemu_insn_count"
+        note = (f"instructions executed in QEMU ({target.qemu_machine}, -icount shift={shift}), from SysTick "
+                f"virtual time: count = ticks * 1e9 / ({timer_hz} Hz * 2^{shift}); deterministic, not cycles")
+    elif timer_src == TIMER_OS_NS:
+        values, metric = t / 1e3, "process_latency_us"
+        note = "wall-clock time of the decode in the Linux process (CLOCK_MONOTONIC), microseconds"
+    else:
+        values, metric = t, "cycles"
+        note = f"core clock cycles counted by the board's {'DWT' if timer_src == TIMER_DWT else 'SysTick'} timer"
+    out = {"metric": metric, "note": note, "median": float(np.median(values)), "max": float(values.max()),
+           "min": float(values.min()), "per_window": [round(float(v), 1) for v in values]}
+    if metric in ("qemu_insn_count", "cycles") and target.clock_hz:
+        out["median_ms_at_clock"] = float(np.median(values) / target.clock_hz * 1e3)
+        out["clock_note"] = (f"milliseconds at {target.clock_hz / 1e6:g} MHz assuming one "
+                             f"{'instruction' if metric == 'qemu_insn_count' else 'cycle'} per clock: an estimate")
+    return out
+
+
+def _budget_row(used: int, budget: int) -> dict:
+    return {"bytes": int(used), "budget_bytes": int(budget), "fraction": used / budget if budget else None,
+            "within_budget": used <= budget}
+
+
+def memory_section(image, compiled, target: Target, stack_peak: int | None) -> dict:
+    return {
+        "flash": _budget_row(image.flash_bytes, target.flash_bytes),
+        "static_ram": _budget_row(image.ram_static_bytes, target.ram_bytes - target.stack_bytes),
+        "arena": {"bytes": compiled.arena_bytes, "note": "part of static RAM: the model's activations"},
+        "workspace": {"bytes": compiled.workspace_bytes, "note": "part of static RAM: kernel scratch"},
+        "weights": {"bytes": compiled.weight_bytes, "note": "part of flash: const model parameters"},
+        "stack_peak": (_budget_row(stack_peak, target.stack_bytes) if stack_peak is not None
+                       else {"bytes": None, "note": "not reported by the device"}),
+    }
+
+
+def build_report(run, compiled, image, target: Target, manifest: dict) -> dict:
+    decoded = [w for w in run.windows if w.status != "failed"]
+    info = run.device_info
+    stack_peak = max((w.stack_used for w in decoded if w.stack_used is not None), default=None)
+    counts = run.counts
+    agreement = run.agreement()
+    return {
+        "edgebci_version": __version__,
+        "target": {"name": target.name, "description": target.description, "cpu": target.cpu,
+                   "clock_hz": target.clock_hz, "emulated": target.is_emulated},
+        "device": info,
+        "decoder": {"arch": manifest.get("arch"), "model_id": compiled.model_id, "channels": manifest["channels"],
+                    "fs_hz": manifest["fs_hz"], "window_samples": compiled.n_samples,
+                    "classes": manifest["classes"], "frontend": {k: v for k, v in manifest["frontend"].items()
+                                                                 if k != "sos"}},
+        "windows": counts,
+        "agreement": agreement,
+        "accuracy": run.accuracy(),
+        "latency": latency_section([w.ticks for w in decoded], info.get("timer_src", -1),
+                                   info.get("timer_hz", 0), target),
+        "memory": memory_section(image, compiled, target, stack_peak),
+        "link": run.link_stats,
+        "ok": counts["failed"] == 0 and agreement["rate"] == 1.0,
+        "failures": [{"window": w.index, "source": w.source, "error": w.error} for w in run.windows
+                     if w.status == "failed"],
+    }

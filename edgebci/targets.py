@@ -1,0 +1,97 @@
+"""Board descriptions: `targets/<name>.toml` read into a frozen `Target`.
+
+Board specifics live in two places only: data here (CPU, clock, memory, compiler flags, how to reach
+the board) and C in `firmware_bridge/hal/<hal>/`.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgebci.errors import ConfigError
+
+TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+KINDS = ("cortex-m", "linux")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    kind: str                      # "cortex-m" (bare-metal ELF) or "linux" (a process)
+    cpu: str
+    fpu: str
+    clock_hz: int
+    hal: str                       # folder under firmware_bridge/hal/
+    flash_bytes: int
+    ram_bytes: int
+    stack_bytes: int
+    cc: str
+    cflags: tuple[str, ...]
+    flash_origin: int = 0
+    ram_origin: int = 0
+    hal_config: tuple[tuple[str, int], ...] = ()
+    qemu_machine: str | None = None
+    qemu_icount_shift: int | None = None
+    serial_port: str | None = None
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"target {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        for key in ("flash_bytes", "ram_bytes", "stack_bytes"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"target {self.name}: memory.{key} must be > 0, got {getattr(self, key)}")
+        if self.stack_bytes >= self.ram_bytes:
+            raise ConfigError(f"target {self.name}: stack_bytes ({self.stack_bytes}) must be smaller than "
+                              f"ram_bytes ({self.ram_bytes})")
+        if self.kind == "cortex-m" and self.qemu_machine is None and self.serial_port is None:
+            raise ConfigError(f"target {self.name}: a cortex-m board needs connect.qemu_machine or "
+                              f"connect.serial_port to be reachable")
+
+    @property
+    def is_emulated(self) -> bool:
+        return self.qemu_machine is not None
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "Target":
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"target file {path} is not valid TOML: {e}") from None
+        try:
+            mem, comp, conn = raw["memory"], raw["compiler"], raw.get("connect", {})
+            return cls(
+                name=raw["name"], description=raw["description"], kind=raw["kind"], cpu=raw["cpu"],
+                fpu=raw.get("fpu", "none"), clock_hz=int(raw["clock_hz"]), hal=raw["hal"],
+                flash_bytes=int(mem["flash_bytes"]), ram_bytes=int(mem["ram_bytes"]),
+                stack_bytes=int(mem["stack_bytes"]), flash_origin=int(mem.get("flash_origin", 0)),
+                ram_origin=int(mem.get("ram_origin", 0)), cc=comp["cc"], cflags=tuple(comp.get("cflags", ())),
+                hal_config=tuple(sorted((k, int(v)) for k, v in raw.get("hal_config", {}).items())),
+                qemu_machine=conn.get("qemu_machine"), qemu_icount_shift=conn.get("qemu_icount_shift"),
+                serial_port=conn.get("serial_port"), source=Path(path),
+            )
+        except KeyError as e:
+            raise ConfigError(f"target file {path} lacks the key {e.args[0]!r}; "
+                              f"see targets/mps2-an386.toml for a complete example") from None
+
+    @classmethod
+    def from_name(cls, name: str | Path) -> "Target":
+        """A name from `targets/` ("mps2-an386") or a path to a TOML file of the same shape."""
+        p = Path(name)
+        if p.suffix == ".toml" and p.exists():
+            return cls.from_toml(p)
+        path = TARGETS_DIR / f"{name}.toml"
+        if not path.exists():
+            raise ConfigError(f"unknown target {str(name)!r}; known targets: {', '.join(list_target_names())} "
+                              f"(or pass the path of a target .toml file)")
+        return cls.from_toml(path)
+
+
+def list_target_names() -> list[str]:
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+
+
+def list_targets() -> list[Target]:
+    return [Target.from_name(n) for n in list_target_names()]

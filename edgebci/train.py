@@ -1,0 +1,137 @@
+"""Training stage: fit a zoo decoder on recorded EEG, subject-independent, and write a checkpoint.
+
+The decoder trains on the front end's output computed exactly as the device computes it: each
+window is filtered causally from a zero state. Subjects are split by `Split` (train / validation
+for early stopping / held-out test), so test subjects never influence the weights or the epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgebci.data import CLASSES, MOTOR_MONTAGE, Split, Windows, extract_cue_windows, find_recordings, read_recording
+from edgebci.data.splits import subject_of
+from edgebci.errors import ConfigError
+from edgebci.frontend import apply_frontend, design_bessel
+from edgebci.metrics import balanced_accuracy, confusion_matrix
+from edgebci.zoo import Checkpoint, build_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "convattn"
+    channels: tuple[str, ...] = MOTOR_MONTAGE
+    window_s: float = 3.0
+    offset_s: float = 0.5          # window starts this long after the cue
+    hop_s: float = 0.5             # decision period when streaming
+    crop_s: tuple[float, ...] = (-0.5, -0.25, 0.0, 0.25, 0.5)   # training crops around offset_s
+    band_hz: tuple[float, float] = (7.0, 30.0)
+    filter_order: int = 4
+    epochs: int = 80
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    patience: int = 15
+    seed: int = 0
+    split: Split = field(default_factory=Split)
+
+    def __post_init__(self):
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise ConfigError(f"window_s and hop_s must be > 0, got {self.window_s}, {self.hop_s}")
+        if self.epochs <= 0 or self.batch_size <= 0:
+            raise ConfigError(f"epochs and batch_size must be > 0, got {self.epochs}, {self.batch_size}")
+
+
+def load_windows(files: list[Path], channels, window: int, offset: int, crops=(0,)) -> Windows:
+    parts = [extract_cue_windows(read_recording(f, tuple(channels)), window, offset, tuple(crops)) for f in files]
+    return Windows.concat(parts)
+
+
+def evaluate(ckpt: Checkpoint, windows: Windows) -> dict:
+    """Host-side float evaluation: balanced accuracy, confusion matrix and per-subject accuracy."""
+    import torch
+    model = ckpt.build_model()
+    with torch.no_grad():
+        x = torch.from_numpy(apply_frontend(ckpt.frontend, windows.x))
+        pred = np.concatenate([model(x[i:i + 256]).argmax(1).numpy() for i in range(0, len(x), 256)])
+    n = len(ckpt.classes)
+    subjects = np.array([subject_of(Path(s.split("@")[0])) for s in windows.source])
+    per_subject = {f"S{s:03d}": balanced_accuracy(windows.y[subjects == s], pred[subjects == s], n)
+                   for s in sorted(set(subjects))}
+    return {"n_windows": len(windows), "balanced_accuracy": balanced_accuracy(windows.y, pred, n),
+            "confusion_matrix": confusion_matrix(windows.y, pred, n).tolist(), "per_subject": per_subject,
+            "chance": 1.0 / n}
+
+
+def _epoch_accuracy(model, x, y) -> float:
+    import torch
+    model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    return balanced_accuracy(y.numpy(), pred, int(y.max()) + 1)
+
+
+def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Checkpoint:
+    """Train `cfg.arch` on the split's training subjects; early-stop on the validation subjects."""
+    import torch
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    fs_hz = 160.0
+    window, offset = int(round(cfg.window_s * fs_hz)), int(round(cfg.offset_s * fs_hz))
+    crops = tuple(int(round(c * fs_hz)) for c in cfg.crop_s)
+    frontend = design_bessel(cfg.filter_order, cfg.band_hz, fs_hz, "bandpass", "mag")
+    train = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset, crops)
+    val = load_windows(find_recordings(data_dir, cfg.split.validation), cfg.channels, window, offset)
+    if train.fs_hz != fs_hz:
+        raise ConfigError(f"recordings are sampled at {train.fs_hz} Hz; EEGMMIDB decoders expect {fs_hz} Hz")
+    xt = torch.from_numpy(apply_frontend(frontend, train.x))
+    yt = torch.from_numpy(train.y)
+    xv, yv = torch.from_numpy(apply_frontend(frontend, val.x)), torch.from_numpy(val.y)
+    config = {"n_channels": len(cfg.channels), "n_samples": window, "n_classes": len(CLASSES)}
+    model = build_model(cfg.arch, config)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    best = (-1.0, 0, None)
+    history = []
+    bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(xt)))
+        total = 0.0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        val_acc = _epoch_accuracy(model, xv, yv)
+        history.append({"epoch": epoch, "loss": total / len(xt), "val_balanced_accuracy": val_acc})
+        if val_acc > best[0]:
+            best = (val_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        bar.set_postfix(loss=f"{total / len(xt):.3f}", val=f"{val_acc:.3f}", best=f"{best[0]:.3f}@{best[1]}")
+        if epoch - best[1] >= cfg.patience:
+            break
+    summary = {"protocol": "leave-subjects-out", "train_subjects": list(cfg.split.train),
+               "validation_subjects": list(cfg.split.validation), "test_subjects": list(cfg.split.test),
+               "n_train_windows": len(train), "best_epoch": best[1], "val_balanced_accuracy": best[0],
+               "history": history, "config": {k: v for k, v in asdict(cfg).items() if k != "split"}}
+    return Checkpoint(cfg.arch, model.config.to_dict(), tuple(cfg.channels), fs_hz, window, offset,
+                      int(round(cfg.hop_s * fs_hz)), CLASSES, frontend, best[2], summary)
+
+
+def evaluate_held_out(ckpt: Checkpoint, data_dir: Path) -> dict:
+    """Balanced accuracy on the held-out test subjects (never used for training or model selection)."""
+    split = Split(tuple(ckpt.summary["train_subjects"]), tuple(ckpt.summary["validation_subjects"]),
+                  tuple(ckpt.summary["test_subjects"]))
+    test = load_windows(find_recordings(data_dir, split.test), ckpt.channels, ckpt.window_samples,
+                        ckpt.offset_samples)
+    return evaluate(ckpt, test)
+
+

@@ -1,0 +1,39 @@
+"""The command line: help, targets, and clear errors on bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgebci.cli import main
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "edgebci", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["", "train", "compile", "hil", "targets", "demo"])
+def test_help_is_useful_on_its_own(command):
+    r = _run(*([command] if command else []), "--help")
+    assert r.returncode == 0 and "usage: edgebci" in r.stdout
+    if command in ("compile", "hil"):
+        assert "--out" in r.stdout and "--target" in r.stdout or "--port" in r.stdout
+
+
+def test_targets_lists_budgets(capsys):
+    assert main(["targets", "--json"]) == 0
+    rows = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+    assert rows["mps2-an386"]["ram_kib"] == 4096 and rows["mps2-an386"]["reached_by"] == "qemu mps2-an386"
+    assert rows["mps2-an386"]["cpu"] == "cortex-m4"
+
+
+def test_unknown_target_is_a_clear_error(tmp_path, capsys):
+    from edgebci.defaults import BUNDLED_CHECKPOINT
+    assert main(["compile", str(BUNDLED_CHECKPOINT), "--target", "mps9-an999", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'mps9-an999'" in err and "mps2-an386" in err and "Traceback" not in err
+
+
+def test_hil_on_a_folder_that_is_not_compiled(tmp_path, capsys):
+    assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "holds no manifest.json" in capsys.readouterr().err
