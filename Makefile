@@ -27,7 +27,6 @@ system-deps:
 python-deps: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[all]'
 	@touch $@
 

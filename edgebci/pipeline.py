@@ -17,7 +17,7 @@ from edgebci.errors import ConfigError, DataError, LinkError
 from edgebci.targets import Target
 from edgebci.zoo import load_checkpoint
 
-HOST_ENTRY = "ebci_reference_decode"
+HOST_ENTRY = "ebci_decoder_run"
 
 
 def _stage(progress: bool, text: str) -> None:
@@ -138,9 +138,11 @@ def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: P
         outcomes = stream_windows(device.link, windows, reference, progress)
         try:
             stats = device.link.stats()
+            device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
+                            "errors": {getattr(code, "name", str(code)): n for code, n in stats.errors.items()}}
         except LinkError as e:
-            stats = {"error": str(e)}
-        link_stats = {"device": _plain(stats), "host": _plain(device.link.counters())}
+            device_stats = {"error": str(e)}
+        link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
     run = HilRun(_plain(info), outcomes, link_stats, tuple(manifest["classes"]))
     save_run(run, out_dir / "windows.json")
     report = build_report(run, compiled, image, target, manifest)

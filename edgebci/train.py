@@ -32,8 +32,9 @@ class TrainConfig:
     epochs: int = 80
     batch_size: int = 64
     lr: float = 2e-3
-    weight_decay: float = 1e-2
+    weight_decay: float = 5e-2
     patience: int = 15
+    warmup_epochs: int = 5         # epochs never selected: an early validation peak is noise, not skill
     seed: int = 0
     split: Split = field(default_factory=Split)
 
@@ -113,10 +114,10 @@ def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Ch
         sched.step()
         val_acc = _epoch_accuracy(model, xv, yv)
         history.append({"epoch": epoch, "loss": total / len(xt), "val_balanced_accuracy": val_acc})
-        if val_acc > best[0]:
+        if epoch >= min(cfg.warmup_epochs, cfg.epochs - 1) and val_acc > best[0]:
             best = (val_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         bar.set_postfix(loss=f"{total / len(xt):.3f}", val=f"{val_acc:.3f}", best=f"{best[0]:.3f}@{best[1]}")
-        if epoch - best[1] >= cfg.patience:
+        if best[2] is not None and epoch - best[1] >= cfg.patience:
             break
     summary = {"protocol": "leave-subjects-out", "train_subjects": list(cfg.split.train),
                "validation_subjects": list(cfg.split.validation), "test_subjects": list(cfg.split.test),

@@ -27,7 +27,7 @@ def test_generated_c_matches_torch_and_tvm(compiled_model, bundled_checkpoint, h
 
     from edgebci.compile.importer import import_torch_module
     model = bundled_checkpoint.build_model()
-    x = (np.random.default_rng(0).standard_normal((3, 8, compiled_model.n_samples)) * 15).astype(np.float32)
+    x = (np.random.default_rng(0).standard_normal((3, compiled_model.n_channels, compiled_model.n_samples)) * 15).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     vm = relax.VirtualMachine(tvm.compile(import_torch_module(model, torch.zeros(1, *x.shape[1:])),

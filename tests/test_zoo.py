@@ -24,7 +24,7 @@ def test_save_load_round_trip(tmp_path, bundled_checkpoint):
     path = save_checkpoint(bundled_checkpoint, tmp_path / "c.pt")
     again = load_checkpoint(path)
     assert again.content_hash() == bundled_checkpoint.content_hash()
-    x = torch.randn(2, 8, bundled_checkpoint.window_samples) * 20
+    x = torch.randn(2, len(bundled_checkpoint.channels), bundled_checkpoint.window_samples) * 20
     with torch.no_grad():
         torch.testing.assert_close(again.build_model()(x), bundled_checkpoint.build_model()(x))
 

@@ -18,6 +18,8 @@ def _e(x) -> str:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "<span class='bad'>no</span>"
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int):
@@ -85,8 +87,8 @@ def render_html(r: dict) -> str:
                   [[agr["windows_compared"], agr["same_class"], agr["rate"], agr["max_rel_score_diff"],
                     agr["tolerance"]]]),
            "<h2>Accuracy against the labels</h2>",
-           _table(["", "device balanced accuracy", "host balanced accuracy", "chance"],
-                  [["", acc["device_balanced_accuracy"], acc["host_balanced_accuracy"], acc["chance"]]]),
+           _table(["windows", "device balanced accuracy", "host balanced accuracy", "chance"],
+                  [[win["sent"], acc["device_balanced_accuracy"], acc["host_balanced_accuracy"], acc["chance"]]]),
            _table([""] + [f"predicted {c}" for c in classes], cm_rows),
            f"<h2>Latency per window: {_e(lat['metric'])}</h2><p class='note'>{_e(lat.get('note', ''))}</p>"]
     if "median" in lat:

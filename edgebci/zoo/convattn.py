@@ -25,7 +25,7 @@ class ConvAttnConfig:
     pool: int = 40
     pool_stride: int = 20
     heads: int = 2
-    dropout: float = 0.25
+    dropout: float = 0.5
     input_scale: float = 0.05          # uV -> O(1) activations
 
     def __post_init__(self):

@@ -1,0 +1,262 @@
+"""Device sessions for HIL runs (stage: hil): a QEMU board, a Linux process, or a real port.
+
+    with start_qemu(target, image.path, out / "qemu.log") as dev:
+        result, attempts = dev.link.decode_window(x)
+
+Every start_* function opens the link, asks HELLO (so a board that never answers fails here,
+with its log) and returns a DeviceSession; leaving the `with` block, or close(), closes the
+port and always stops the emulator or process.
+
+QEMU runs with the board's UART on a local TCP socket (server, wait=on: the guest starts only
+once the host is connected, so no byte is lost) and -icount shift=N,align=off,sleep=off, under
+which SysTick counts are exactly repeatable and proportional to instructions: report them as
+a QEMU count, never as cycles. pyserial is imported only here, when a session starts.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shlex
+import shutil
+import socket
+import struct
+import subprocess
+import termios
+import time
+import weakref
+from pathlib import Path
+
+from edgebci.errors import ConfigError, LinkError, ToolchainError, missing_extra
+from edgebci.hil.frames import DeviceInfo
+from edgebci.hil.link import POLL_S, Link
+from edgebci.targets import Target
+
+QEMU = "qemu-system-arm"
+QEMU_PACKAGES = "qemu-system-arm"
+BOOT_TIMEOUT_S = 10.0
+_STOP_WAIT_S = 3.0
+
+
+class _TargetDefault:
+    def __repr__(self) -> str:
+        return "target.qemu_icount_shift"
+
+
+TARGET_DEFAULT = _TargetDefault()
+
+
+def _import_serial():
+    try:
+        import serial
+    except ImportError:
+        raise missing_extra("serial", "hil") from None
+    return serial
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _log_tail(log_path: Path | None, n_lines: int = 15) -> str:
+    if log_path is None or not log_path.exists():
+        return "(no log)"
+    lines = log_path.read_text(errors="replace").splitlines()[-n_lines:]
+    return "\n".join(lines) if lines else "(empty log)"
+
+
+class DeviceSession:
+    """An open link to one device: `.link` (edgebci.hil.link.Link), `.info` (its HELLO answer),
+    `.description`, `.log_path`. A context manager; close() is idempotent."""
+
+    def __init__(self, link: Link, description: str, *, process: subprocess.Popen | None = None,
+                 log_path: Path | None = None):
+        self.link = link
+        self.description = description
+        self.log_path = log_path
+        self.process = process
+        self.info: DeviceInfo | None = None
+        self._stop = weakref.finalize(self, _stop_process, process) if process is not None else None
+
+    def close(self) -> None:
+        try:
+            self.link.port.close()
+        except OSError:
+            pass   # the device side may already be gone; stopping it below is what matters
+        if self._stop is not None:
+            self._stop()
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DeviceSession({self.description})"
+
+
+def _probe(session: DeviceSession, boot_timeout_s: float) -> DeviceSession:
+    """HELLO with short retries until boot_timeout_s; the session closes if nobody answers."""
+    per_try_s = min(1.0, boot_timeout_s)
+    try:
+        session.info = session.link.hello(timeout_s=per_try_s, retries=max(0, round(boot_timeout_s / per_try_s) - 1))
+    except LinkError as e:
+        session.close()
+        log = f"\nlast lines of the device log:\n{_log_tail(session.log_path)}" if session.log_path else ""
+        raise LinkError(f"{session.description} did not answer HELLO (boot timeout {boot_timeout_s:.0f} s): {e}{log}") from None
+    return session
+
+
+class PipePort:
+    """The part of pyserial's Serial that Link uses (read, write, flush, in_waiting, timeout,
+    close), over a child process' stdin and stdout."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._process = process
+        self._fd_in = process.stdout.fileno()
+        os.set_blocking(self._fd_in, False)
+        self.timeout = POLL_S
+
+    @property
+    def in_waiting(self) -> int:
+        return struct.unpack("i", fcntl.ioctl(self._fd_in, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+    def read(self, size: int = 1) -> bytes:
+        ready, _, _ = select.select([self._fd_in], [], [], self.timeout)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self._fd_in, max(1, size))
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise OSError(f"the device process (pid {self._process.pid}) closed its output; "
+                          f"exit code {self._process.poll()}")
+        return data
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[self._process.stdin.write(view):]
+        return len(data)
+
+    def flush(self) -> None:
+        self._process.stdin.flush()
+
+    def close(self) -> None:
+        self._process.stdin.close()   # EOF: the device process ends on its own
+
+
+def start_process(exe: Path, log_path: Path, *, args: tuple[str, ...] = (), timeout_s: float = 5.0,
+                  boot_timeout_s: float = 5.0) -> DeviceSession:
+    """Run a Linux build of the firmware (FirmwareImage.path for a "linux" target) and speak to
+    it over its stdin/stdout; its stderr goes to log_path."""
+    exe, log_path = Path(exe), Path(log_path)
+    if not exe.is_file():
+        raise ConfigError(f"device executable {exe} does not exist; build it with edgebci.firmware.build_firmware")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([str(exe), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                   bufsize=0)
+    link = Link(PipePort(process), timeout_s=timeout_s, log_path=log_path)
+    return _probe(DeviceSession(link, f"process {exe.name}", process=process, log_path=log_path), boot_timeout_s)
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _qemu_command(qemu: str, target: Target, elf: Path, port: int, icount_shift: int | None) -> list[str]:
+    cmd = [qemu, "-M", target.qemu_machine, "-nographic", "-monitor", "none", "-d", "guest_errors",
+           "-kernel", str(elf), "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+    if icount_shift is not None:
+        cmd += ["-icount", f"shift={icount_shift},align=off,sleep=off"]
+    return cmd
+
+
+def _connect_socket(serial, port: int, process: subprocess.Popen, boot_timeout_s: float):
+    """pyserial socket:// to QEMU's serial server, or None if QEMU exited first."""
+    deadline = time.monotonic() + boot_timeout_s
+    while process.poll() is None:
+        try:
+            ser = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=POLL_S)
+        except serial.SerialException:
+            if time.monotonic() > deadline:
+                raise LinkError(f"QEMU did not open its serial port 127.0.0.1:{port} within "
+                                f"{boot_timeout_s:.0f} s") from None
+            time.sleep(0.02)
+            continue
+        sock = getattr(ser, "_socket", None)   # pyserial leaves Nagle on: 45 ms per small reply
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ser
+    return None
+
+
+def start_qemu(target: Target, elf: Path, log_path: Path, icount_shift: int | None | _TargetDefault = TARGET_DEFAULT, *,
+               timeout_s: float = 5.0, boot_timeout_s: float = BOOT_TIMEOUT_S) -> DeviceSession:
+    """Boot an ELF on the target's QEMU machine and connect to its UART.
+
+    icount_shift : -icount shift (virtual ns per instruction = 2**shift); by default the
+                   target's qemu_icount_shift; None runs without -icount (ticks are then noise)
+    log_path     : QEMU's stdout and stderr (guest errors included)
+    """
+    if target.qemu_machine is None:
+        raise ConfigError(f"target {target.name} is not emulated (no connect.qemu_machine); "
+                          f"use open_port() for a physical board")
+    elf, log_path = Path(elf), Path(log_path)
+    if not elf.is_file():
+        raise ConfigError(f"firmware image {elf} does not exist; build it with edgebci.firmware.build_firmware")
+    qemu = shutil.which(QEMU)
+    if qemu is None:
+        raise ToolchainError(f"{QEMU} is not on PATH, needed to emulate {target.name}; install it with: "
+                             f"apt-get install {QEMU_PACKAGES}")
+    shift = target.qemu_icount_shift if icount_shift is TARGET_DEFAULT else icount_shift
+    serial = _import_serial()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):   # another process may take the free port before QEMU binds it
+        port = _free_tcp_port()
+        cmd = _qemu_command(qemu, target, elf, port, shift)
+        with open(log_path, "ab") as log:
+            log.write(f"$ {shlex.join(cmd)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            ser = _connect_socket(serial, port, process, boot_timeout_s)
+        except LinkError:
+            _stop_process(process)
+            raise
+        if ser is not None:
+            break
+        if "Address already in use" not in _log_tail(log_path):
+            raise ToolchainError(f"{QEMU} exited with code {process.returncode} before opening its serial port; "
+                                 f"last lines of {log_path}:\n{_log_tail(log_path)}")
+    else:
+        raise ToolchainError(f"{QEMU} could not bind a local TCP port in 3 tries; see {log_path}")
+    link = Link(ser, timeout_s=timeout_s, log_path=log_path)
+    description = f"QEMU {target.qemu_machine} running {elf.name}" + (f" (icount shift {shift})" if shift is not None else "")
+    return _probe(DeviceSession(link, description, process=process, log_path=log_path), boot_timeout_s)
+
+
+def open_port(url_or_path: str, baudrate: int = 115200, *, timeout_s: float = 5.0,
+              boot_timeout_s: float = 5.0) -> DeviceSession:
+    """A physical board on a serial port ("/dev/ttyACM0") or any pyserial URL ("socket://host:port")."""
+    serial = _import_serial()
+    try:
+        ser = serial.serial_for_url(url_or_path, baudrate=baudrate, timeout=POLL_S)
+    except (serial.SerialException, ValueError) as e:
+        raise LinkError(f"cannot open serial port {url_or_path!r}: {e}; check the cable and EDGEBCI_PORT") from None
+    link = Link(ser, timeout_s=timeout_s)
+    return _probe(DeviceSession(link, f"board on {url_or_path} at {baudrate} baud"), boot_timeout_s)
