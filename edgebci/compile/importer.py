@@ -5,6 +5,7 @@ Operators TVM cannot import fail here, named, before anything reaches a C compil
 from __future__ import annotations
 
 import re
+import warnings
 
 from edgebci.errors import UnsupportedOpError, missing_extra
 
@@ -23,7 +24,9 @@ def import_torch_module(model, example_input):
     import torch
     from_exported_program = _tvm()
     try:
-        program = torch.export.export(model, (example_input,))
+        with warnings.catch_warnings():   # torch 2.13's own pytree deprecation, once per export
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
+            program = torch.export.export(model, (example_input,))
     except Exception as e:
         raise UnsupportedOpError(f"torch.export could not trace the decoder: {str(e).splitlines()[0]}; "
                                  f"decoders must be traceable without data-dependent control flow") from None
@@ -33,7 +36,9 @@ def import_torch_module(model, example_input):
 def import_exported_program(program, from_exported_program=None):
     from_exported_program = from_exported_program or _tvm()
     try:
-        return from_exported_program(program, unwrap_unit_return_tuple=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
+            return from_exported_program(program, unwrap_unit_return_tuple=True)
     except AssertionError as e:
         ops = re.findall(r"'([^']+)'", str(e))
         if "Unsupported function types" in str(e) and ops:

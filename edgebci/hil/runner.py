@@ -18,6 +18,7 @@ from edgebci.errors import ConfigError, LinkError
 from edgebci.metrics import balanced_accuracy, confusion_matrix
 
 SCORE_RTOL = 1e-4   # device float32 vs host float32: same C, different compilers (FMA contraction)
+MAX_CONSECUTIVE_FAILURES = 3   # then the device is down: the rest are recorded as failed, not sent
 
 
 class HostReference:
@@ -97,26 +98,36 @@ class HilRun:
 
 
 def stream_windows(link, windows: Windows, reference: HostReference, progress: bool = True) -> list[WindowOutcome]:
-    """Send every window; a window the link gives up on is recorded as failed and the run goes on."""
+    """Send every window; a window the link gives up on is recorded as failed and the run goes on.
+
+    After MAX_CONSECUTIVE_FAILURES failures in a row the device is taken to be down (halted, unplugged):
+    the windows left are recorded as failed without being sent, instead of timing out one by one.
+    """
     from tqdm import tqdm
     outcomes = []
+    failures_in_row = 0
     for i in tqdm(range(len(windows)), desc="hil", unit="window", disable=not progress):
         inter = np.ascontiguousarray(windows.x[i].T)          # (n_samples, n_channels), as the amplifier sends
         host = reference.scores(inter)
         out = WindowOutcome(i, windows.source[i], int(windows.y[i]), "failed", host_class=int(np.argmax(host)),
                             host_scores=host.tolist())
+        outcomes.append(out)
+        if failures_in_row >= MAX_CONSECUTIVE_FAILURES:
+            out.error = f"not sent: the device failed {failures_in_row} windows in a row"
+            continue
         try:
             result, attempts = link.decode_window(inter)
         except LinkError as e:
             out.error = str(e)
+            failures_in_row += 1
         else:
+            failures_in_row = 0
             out.status = "decoded" if attempts == 1 else "retried"
             out.attempts = attempts
             out.device_class = int(result.cls)
             out.device_scores = [float(s) for s in result.scores]
             out.ticks = int(result.ticks)
             out.stack_used = int(result.stack_used)
-        outcomes.append(out)
     return outcomes
 
 
