@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from edgebci import __version__
-from edgebci.defaults import BUNDLED_CHECKPOINT, DEFAULT_TARGET
+from edgebci.defaults import ARCH_NAMES, BUNDLED_CHECKPOINT, DEFAULT_TARGET
 from edgebci.errors import EdgebciError
 
 
@@ -37,6 +37,8 @@ def _cmd_train(args) -> int:
     split = Split(tuple(args.train_subjects), tuple(args.val_subjects), tuple(args.test_subjects))
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, split=split)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if args.protocol == "within-subject":
+        return _train_within(cfg, data_dir, args)
     ckpt = train_decoder(cfg, data_dir, progress=not args.quiet)
     report = evaluate_held_out(ckpt, data_dir)
     ckpt.summary["test"] = report
@@ -48,9 +50,69 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _train_within(cfg, data_dir: Path, args) -> int:
+    """One decoder per subject: run 4 trains, run 8 picks the epoch, run 12 tests."""
+    import numpy as np
+
+    from edgebci.train import train_within_subject
+    from edgebci.zoo import save_checkpoint
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for subject in args.subjects:
+        ckpt, report = train_within_subject(cfg, data_dir, subject, progress=not args.quiet)
+        ckpt.summary["test"] = report
+        save_checkpoint(ckpt, out / f"{cfg.arch}-S{subject:03d}.pt")
+        rows[f"S{subject:03d}"] = report["balanced_accuracy"]
+        print(f"S{subject:03d}: balanced accuracy on run 12 {report['balanced_accuracy']:.3f} "
+              f"({report['n_windows']} windows)")
+    values = np.array(list(rows.values()))
+    summary = {"protocol": "within-subject", "arch": cfg.arch, "per_subject": rows, "mean": float(values.mean()),
+               "std": float(values.std()), "chance": 0.5}
+    (out / "within_subject.json").write_text(json.dumps(summary, indent=2))
+    print(f"within-subject {cfg.arch}: mean balanced accuracy {values.mean():.3f} +/- {values.std():.3f} over "
+          f"{len(values)} subjects (chance 0.50); wrote {out / 'within_subject.json'}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from edgebci.data import Windows
+    from edgebci.pipeline import load_hil_windows
+    from edgebci.train import evaluate
+    from edgebci.zoo import load_checkpoint
+    ckpt = load_checkpoint(Path(args.checkpoint))
+    geometry = {"channels": ckpt.channels, "window_samples": ckpt.window_samples,
+                "offset_samples": ckpt.offset_samples, "fs_hz": ckpt.fs_hz}
+    windows: Windows = load_hil_windows([Path(p) for p in args.data], geometry)
+    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in args.data],
+              **evaluate(ckpt, windows)}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    cm = report["confusion_matrix"]
+    print(f"{ckpt.arch}: balanced accuracy {report['balanced_accuracy']:.3f} (chance {report['chance']:.2f}) over "
+          f"{report['n_windows']} windows; per subject "
+          f"{json.dumps({k: round(v, 3) for k, v in report['per_subject'].items()})}")
+    print("confusion matrix (rows true, columns predicted; " + ", ".join(ckpt.classes) + "):")
+    for name, row in zip(ckpt.classes, cm):
+        print(f"  {name:>8}: " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def _graph_options(args):
+    from edgebci.compile.sources import GraphOptions
+    kw = {"fs_hz": args.fs_hz, "band_hz": tuple(args.band)}
+    if args.channels:
+        kw["channels"] = tuple(args.channels)
+    if args.classes:
+        kw["classes"] = tuple(args.classes)
+    return GraphOptions(**kw)
+
+
 def _cmd_compile(args) -> int:
     from edgebci.pipeline import compile_for_target
-    compiled, image = compile_for_target(Path(args.checkpoint), args.target, Path(args.out), progress=not args.quiet)
+    compiled, image = compile_for_target(Path(args.checkpoint), args.target, Path(args.out), progress=not args.quiet,
+                                         graph_options=_graph_options(args))
     print(f"compiled {args.checkpoint} for {compiled.target_name} into {compiled.out_dir}: "
           f"{compiled.n_kernels} kernels, arena {compiled.arena_bytes} B, weights {compiled.weight_bytes} B; "
           f"firmware {image.path} (flash {image.flash_bytes} B, static RAM {image.ram_static_bytes} B)")
@@ -86,9 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train a zoo decoder on left/right fist imagery. Subjects are split into "
                         "training, validation (early stopping) and held-out test subjects; the test subjects' "
                         "balanced accuracy is stored in the checkpoint and printed.")
-    tr.add_argument("--arch", default="convattn", help="decoder architecture (default: convattn)")
+    tr.add_argument("--arch", default="convattn", choices=ARCH_NAMES, help="decoder family (default: convattn)")
+    tr.add_argument("--protocol", default="subject-independent", choices=["subject-independent", "within-subject"],
+                    help="subject-independent: train/validation/test subjects disjoint (default); within-subject: "
+                    "one decoder per subject, run 4 trains, run 8 selects the epoch, run 12 tests")
+    tr.add_argument("--subjects", type=int, nargs="+", default=list(range(1, 16)), metavar="N",
+                    help="subjects for --protocol within-subject (default: 1..15)")
     tr.add_argument("--data-dir", help="folder of SxxxRyy.edf files (default: $EDGEBCI_DATA or ../shared/eeg/eegmmidb)")
-    tr.add_argument("--out", default="build/convattn.pt", help="checkpoint to write (default: build/convattn.pt)")
+    tr.add_argument("--out", default="build/convattn.pt",
+                    help="checkpoint to write (a folder for --protocol within-subject; default: build/convattn.pt)")
     tr.add_argument("--epochs", type=int, default=80)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--train-subjects", type=int, nargs="+", default=list(range(1, 11)), metavar="N")
@@ -101,12 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Lower the decoder through TVM to C with no runtime, check it against the "
                        "board's memory budget, and build the firmware (ELF for a Cortex-M board, a process "
                        "for a Linux target) plus the host reference library.")
-    c.add_argument("checkpoint", help=f"a zoo checkpoint (.pt); the bundled one is {BUNDLED_CHECKPOINT}")
+    c.add_argument("checkpoint", help=f"a zoo checkpoint (.pt), a torch.export program (.pt2) or an ONNX model "
+                   f"(.onnx); the bundled checkpoint is {BUNDLED_CHECKPOINT}")
     c.add_argument("--target", default=DEFAULT_TARGET, help=f"board name or target .toml (default: {DEFAULT_TARGET}; "
                    f"see `edgebci targets`)")
     c.add_argument("--out", required=True, help="artifact folder to write")
+    c.add_argument("--fs-hz", type=float, default=160.0, help=".pt2/.onnx only: sampling rate (default 160)")
+    c.add_argument("--channels", nargs="+", help=".pt2/.onnx only: channel names in input order "
+                   "(default: the 21-channel EEGMMIDB motor montage when the model takes 21)")
+    c.add_argument("--band", type=float, nargs=2, default=[7.0, 30.0], metavar=("LO", "HI"),
+                   help=".pt2/.onnx only: Bessel band-pass front end in Hz (default 7 30)")
+    c.add_argument("--classes", nargs="+", help=".pt2/.onnx only: class names (default: left right)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compile)
+
+    e = sub.add_parser("evaluate", help="balanced accuracy and confusion matrix of a checkpoint on recordings, "
+                       "on the host (no device)")
+    e.add_argument("checkpoint", help="a zoo checkpoint (.pt)")
+    e.add_argument("--data", nargs="+", required=True, metavar="EDF", help="EEGMMIDB .edf recordings (runs 4/8/12)")
+    e.add_argument("--out", help="write the report as JSON here")
+    e.set_defaults(func=_cmd_evaluate)
 
     h = sub.add_parser("hil", help="stream recorded EEG to the device and check it against the host reference",
                        description="Boot the compiled firmware (QEMU for an emulated board, a process for a "

@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgebci.artifacts import read_manifest, sha256_file
-from edgebci.compile import CompiledModel, compile_decoder
+from edgebci.compile import CompiledModel, compile_program
+from edgebci.compile.sources import GraphOptions, load_decoder
 from edgebci.data import SAMPLE_DIR, Windows, extract_cue_windows, read_recording
 from edgebci.defaults import BUNDLED_CHECKPOINT, DEFAULT_TARGET
 from edgebci.errors import ConfigError, DataError, LinkError
 from edgebci.targets import Target
-from edgebci.zoo import load_checkpoint
 
 HOST_ENTRY = "ebci_decoder_run"
 
@@ -30,27 +30,20 @@ def _target_of(manifest: dict) -> Target:
     return Target.from_name(toml if toml and Path(toml).exists() else manifest["target"])
 
 
-def compile_for_target(checkpoint: Path, target_name: str | Path, out_dir: Path, progress: bool = True):
-    """Compile to C, check the budget, build the firmware and the host reference library."""
+def compile_for_target(source: Path, target_name: str | Path, out_dir: Path, progress: bool = True,
+                       graph_options: GraphOptions = GraphOptions()):
+    """Compile a decoder (.pt, .pt2 or .onnx) to C, check the budget, build the firmware and the host reference."""
     target = Target.from_name(target_name)
-    ckpt = load_checkpoint(checkpoint)
+    _stage(progress, f"[1/3] TVM: importing {Path(source).name} and lowering it to plain C for {target.name}")
+    relax_mod, spec = load_decoder(source, graph_options)
     from edgebci.firmware.build import build_firmware, build_host_library
-    _stage(progress, f"[1/3] TVM: importing and lowering {ckpt.arch} to plain C for {target.name}")
-    compiled = compile_decoder(ckpt, target, out_dir, sha256_file(checkpoint))
-    _patch_manifest(out_dir, {"target_file": str(target.source) if target.source else ""})
+    compiled = compile_program(relax_mod, spec, target, out_dir, sha256_file(source))
     _stage(progress, f"[2/3] building firmware with {target.cc}")
     image = build_firmware(compiled.c_dir, target, out_dir / "firmware")
     (out_dir / "firmware" / "image.json").write_text(json.dumps(asdict(image), default=str, indent=2))
     _stage(progress, "[3/3] building the host reference library")
     build_host_library(compiled.c_dir, out_dir / "host")
     return compiled, image
-
-
-def _patch_manifest(out_dir: Path, extra: dict) -> None:
-    path = out_dir / "manifest.json"
-    data = json.loads(path.read_text())
-    data.update(extra)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _load_image(out_dir: Path):

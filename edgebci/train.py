@@ -74,32 +74,26 @@ def _epoch_accuracy(model, x, y) -> float:
     return balanced_accuracy(y.numpy(), pred, int(y.max()) + 1)
 
 
-def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Checkpoint:
-    """Train `cfg.arch` on the split's training subjects; early-stop on the validation subjects."""
+def _fit(cfg: TrainConfig, frontend, train: Windows, val: Windows, progress: bool, desc: str):
+    """Minimise cross-entropy on `train`, keep the weights of the best validation epoch after warm-up.
+
+    Returns (model config dict, best state_dict, best validation accuracy, best epoch, history).
+    """
     import torch
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    fs_hz = 160.0
-    window, offset = int(round(cfg.window_s * fs_hz)), int(round(cfg.offset_s * fs_hz))
-    crops = tuple(int(round(c * fs_hz)) for c in cfg.crop_s)
-    frontend = design_bessel(cfg.filter_order, cfg.band_hz, fs_hz, "bandpass", "mag")
-    train = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset, crops)
-    val = load_windows(find_recordings(data_dir, cfg.split.validation), cfg.channels, window, offset)
-    if train.fs_hz != fs_hz:
-        raise ConfigError(f"recordings are sampled at {train.fs_hz} Hz; EEGMMIDB decoders expect {fs_hz} Hz")
-    xt = torch.from_numpy(apply_frontend(frontend, train.x))
-    yt = torch.from_numpy(train.y)
+    xt, yt = torch.from_numpy(apply_frontend(frontend, train.x)), torch.from_numpy(train.y)
     xv, yv = torch.from_numpy(apply_frontend(frontend, val.x)), torch.from_numpy(val.y)
-    config = {"n_channels": len(cfg.channels), "n_samples": window, "n_classes": len(CLASSES)}
-    model = build_model(cfg.arch, config)
+    model = build_model(cfg.arch, {"n_channels": len(cfg.channels), "n_samples": train.x.shape[-1],
+                                   "n_classes": len(CLASSES)})
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     best = (-1.0, 0, None)
     history = []
-    bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch}", disable=not progress, unit="epoch")
+    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
         model.train()
         order = torch.from_numpy(rng.permutation(len(xt)))
@@ -119,16 +113,62 @@ def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Ch
         bar.set_postfix(loss=f"{total / len(xt):.3f}", val=f"{val_acc:.3f}", best=f"{best[0]:.3f}@{best[1]}")
         if best[2] is not None and epoch - best[1] >= cfg.patience:
             break
-    summary = {"protocol": "leave-subjects-out", "train_subjects": list(cfg.split.train),
-               "validation_subjects": list(cfg.split.validation), "test_subjects": list(cfg.split.test),
-               "n_train_windows": len(train), "best_epoch": best[1], "val_balanced_accuracy": best[0],
-               "history": history, "config": {k: v for k, v in asdict(cfg).items() if k != "split"}}
-    return Checkpoint(cfg.arch, model.config.to_dict(), tuple(cfg.channels), fs_hz, window, offset,
-                      int(round(cfg.hop_s * fs_hz)), CLASSES, frontend, best[2], summary)
+    return model.config.to_dict(), best[2], best[0], best[1], history
+
+
+def _geometry(cfg: TrainConfig) -> tuple[float, int, int, tuple[int, ...]]:
+    fs_hz = 160.0
+    return (fs_hz, int(round(cfg.window_s * fs_hz)), int(round(cfg.offset_s * fs_hz)),
+            tuple(int(round(c * fs_hz)) for c in cfg.crop_s))
+
+
+def _checkpoint(cfg: TrainConfig, frontend, fit, summary: dict) -> Checkpoint:
+    config, state, val_acc, epoch, history = fit
+    fs_hz, window, offset, _ = _geometry(cfg)
+    summary = {**summary, "best_epoch": epoch, "val_balanced_accuracy": val_acc, "history": history,
+               "config": {k: v for k, v in asdict(cfg).items() if k != "split"}}
+    return Checkpoint(cfg.arch, config, tuple(cfg.channels), fs_hz, window, offset, int(round(cfg.hop_s * fs_hz)),
+                      CLASSES, frontend, state, summary)
+
+
+def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Checkpoint:
+    """Subject-independent: train on the split's training subjects, early-stop on its validation subjects."""
+    fs_hz, window, offset, crops = _geometry(cfg)
+    frontend = design_bessel(cfg.filter_order, cfg.band_hz, fs_hz, "bandpass", "mag")
+    train = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset, crops)
+    val = load_windows(find_recordings(data_dir, cfg.split.validation), cfg.channels, window, offset)
+    if train.fs_hz != fs_hz:
+        raise ConfigError(f"recordings are sampled at {train.fs_hz} Hz; EEGMMIDB decoders expect {fs_hz} Hz")
+    fit = _fit(cfg, frontend, train, val, progress, f"train {cfg.arch}")
+    return _checkpoint(cfg, frontend, fit, {
+        "protocol": "leave-subjects-out", "train_subjects": list(cfg.split.train),
+        "validation_subjects": list(cfg.split.validation), "test_subjects": list(cfg.split.test),
+        "n_train_windows": len(train)})
+
+
+def train_within_subject(cfg: TrainConfig, data_dir: Path, subject: int, progress: bool = True):
+    """Within-subject: train on run 4, early-stop on run 8, test on run 12 (time-ordered, no shared trial).
+
+    Returns (checkpoint, test report).
+    """
+    fs_hz, window, offset, crops = _geometry(cfg)
+    frontend = design_bessel(cfg.filter_order, cfg.band_hz, fs_hz, "bandpass", "mag")
+    runs = [find_recordings(data_dir, (subject,), (r,)) for r in (4, 8, 12)]
+    train = load_windows(runs[0], cfg.channels, window, offset, crops)
+    val = load_windows(runs[1], cfg.channels, window, offset)
+    test = load_windows(runs[2], cfg.channels, window, offset)
+    fit = _fit(cfg, frontend, train, val, progress, f"train {cfg.arch} S{subject:03d}")
+    ckpt = _checkpoint(cfg, frontend, fit, {"protocol": "within-subject", "subject": subject,
+                                            "train_runs": [4], "validation_runs": [8], "test_runs": [12],
+                                            "n_train_windows": len(train)})
+    return ckpt, evaluate(ckpt, test)
 
 
 def evaluate_held_out(ckpt: Checkpoint, data_dir: Path) -> dict:
     """Balanced accuracy on the held-out test subjects (never used for training or model selection)."""
+    if ckpt.summary.get("protocol") != "leave-subjects-out":
+        raise ConfigError(f"checkpoint was trained {ckpt.summary.get('protocol')!r}; held-out subjects exist only "
+                          f"for 'leave-subjects-out' checkpoints")
     split = Split(tuple(ckpt.summary["train_subjects"]), tuple(ckpt.summary["validation_subjects"]),
                   tuple(ckpt.summary["test_subjects"]))
     test = load_windows(find_recordings(data_dir, split.test), ckpt.channels, ckpt.window_samples,

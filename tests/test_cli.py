@@ -37,3 +37,21 @@ def test_unknown_target_is_a_clear_error(tmp_path, capsys):
 def test_hil_on_a_folder_that_is_not_compiled(tmp_path, capsys):
     assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
+
+
+def test_evaluate_prints_and_writes_json(tmp_path, capsys):
+    from edgebci.data import SAMPLE_DIR
+    from edgebci.defaults import BUNDLED_CHECKPOINT
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(BUNDLED_CHECKPOINT), "--data", str(SAMPLE_DIR / "S015R04.edf"),
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n_windows"] == 15 and sum(map(sum, report["confusion_matrix"])) == 15
+    printed = capsys.readouterr().out
+    assert f"balanced accuracy {report['balanced_accuracy']:.3f}" in printed and "confusion matrix" in printed
+
+
+def test_arch_names_match_the_registry():
+    from edgebci.defaults import ARCH_NAMES
+    from edgebci.zoo.registry import ARCHITECTURES
+    assert set(ARCH_NAMES) == set(ARCHITECTURES)

@@ -86,3 +86,39 @@ def test_budget_overflow_refused_with_numbers(tmp_path, bundled_checkpoint):
     target = Target.from_name(tmp_path / "tiny-m4.toml")
     with pytest.raises(BudgetError, match=r"model needs about \d+ bytes of RAM \(arena \d+ .* but tiny-m4 has 65536"):
         compile_decoder(bundled_checkpoint, target, tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["pt2", "onnx"])
+def test_graph_files_compile_with_the_same_numerics(tmp_path, bundled_checkpoint, kind):
+    """`edgebci compile` takes a torch.export program or an ONNX file; the C computes what torch does."""
+    from edgebci.compile import compile_program
+    from edgebci.compile.sources import load_decoder
+    from edgebci.firmware.build import build_host_library
+    model = bundled_checkpoint.build_model()
+    x = torch.zeros(1, len(bundled_checkpoint.channels), bundled_checkpoint.window_samples)
+    path = tmp_path / f"decoder.{kind}"
+    if kind == "pt2":
+        torch.export.save(torch.export.export(model, (x,)), str(path))
+    else:
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+    mod, spec = load_decoder(path)
+    assert spec.channels == bundled_checkpoint.channels and spec.window_samples == x.shape[-1]
+    assert spec.arch == ("torch.export" if kind == "pt2" else "onnx") and len(spec.model_id) == 16
+    compiled = compile_program(mod, spec, Target.from_name("host"), tmp_path / "out")
+    lib = ctypes.CDLL(str(build_host_library(compiled.c_dir, tmp_path / "lib")))
+    xs = (np.random.default_rng(1).standard_normal(x.shape[1:]) * 15).astype(np.float32)
+    out = np.zeros(2, np.float32)
+    assert lib.ebci_model_run(xs.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p)) == 0
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(torch.from_numpy(xs)[None]).numpy()[0], rtol=1e-4, atol=1e-5)
+
+
+def test_graph_files_need_channel_names_when_they_cannot_be_guessed(tmp_path):
+    from edgebci.compile.sources import load_decoder
+    path = tmp_path / "tiny.pt2"
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 100, 2)).eval()
+    torch.export.save(torch.export.export(lin, (torch.zeros(1, 3, 100),)), str(path))
+    with pytest.raises(Exception, match=r"takes 3 channels; name them with --channels"):
+        load_decoder(path)
+    with pytest.raises(Exception, match=r"expected a zoo checkpoint \(.pt\), a torch.export program"):
+        load_decoder(tmp_path / "model.h5")

@@ -18,3 +18,12 @@ def test_train_smoke_leave_subject_out(tmp_path):
     report = evaluate_held_out(ck, tmp_path)
     assert report["n_windows"] == 15 and 0.0 <= report["balanced_accuracy"] <= 1.0
     assert sum(map(sum, report["confusion_matrix"])) == 15
+
+
+def test_within_subject_protocol_keeps_runs_apart(tmp_path):
+    from edgebci.train import train_within_subject
+    for run, src in ((4, "S015R04.edf"), (8, "S015R08.edf"), (12, "S015R04.edf")):
+        shutil.copy(SAMPLE_DIR / src, tmp_path / f"S015R{run:02d}.edf")
+    ck, report = train_within_subject(TrainConfig(epochs=2, crop_s=(0.0,)), tmp_path, 15, progress=False)
+    assert ck.summary["protocol"] == "within-subject" and ck.summary["train_runs"] == [4]
+    assert ck.summary["test_runs"] == [12] and report["n_windows"] == 15

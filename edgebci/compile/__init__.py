@@ -1,6 +1,7 @@
-"""Compile stage: checkpoint + front end + target -> plain C (and firmware) in an artifact folder.
+"""Compile stage: decoder + front end + target -> plain C (and firmware) in an artifact folder.
 
     compiled = compile_decoder(load_checkpoint(path), Target.from_name("mps2-an386"), out_dir)
+    compiled = compile_program(*load_decoder("model.onnx"), target, out_dir)     # .pt, .pt2 or .onnx
 
 The folder holds `manifest.json`, `c/` (the decoder as C with no TVM runtime: ebci_model.[ch],
 ebci_model_kernels.c, ebci_frontend.[ch] and the TVM-FFI/DLPack headers it includes), `relax.py`
@@ -108,45 +109,56 @@ def check_budget(compiled: CompiledModel, target: Target) -> None:
 
 
 def compile_decoder(ckpt: Checkpoint, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:
-    """Lower the checkpoint's decoder through TVM to plain C in `out_dir`, checked against the budget."""
+    """Lower a zoo checkpoint's decoder through TVM to plain C in `out_dir`, checked against the budget."""
     import torch
+
+    from edgebci.compile.importer import import_torch_module
+    from edgebci.compile.sources import DecoderSpec, checkpoint_module
+    relax_mod = import_torch_module(checkpoint_module(ckpt), torch.zeros(1, len(ckpt.channels), ckpt.window_samples))
+    return compile_program(relax_mod, DecoderSpec.from_checkpoint(ckpt), target, out_dir, source_sha256)
+
+
+def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:
+    """Lower an imported Relax module (any source) to plain C in `out_dir`, checked against the budget.
+
+    spec : edgebci.compile.sources.DecoderSpec, what the device needs besides the graph
+    """
     import tvm
 
     from edgebci.compile.cdriver import (emit_frontend, emit_model_c, emit_model_h, plan_driver,
                                          workspace_bytes)
-    from edgebci.compile.importer import import_torch_module
     from edgebci.compile.lower import check_kernel_symbols, lower_to_c
 
     out_dir = Path(out_dir)
     c_dir = out_dir / "c"
     c_dir.mkdir(parents=True, exist_ok=True)
-    model = ckpt.build_model()
-    example = torch.zeros(1, len(ckpt.channels), ckpt.window_samples)
-    relax_mod = import_torch_module(model, example)
     lowered = lower_to_c(relax_mod)
     copy_tvm_headers(lowered.kernels_c, c_dir)
     check_kernel_symbols(lowered.kernels_c, [str(c_dir / "include")])
     plan = plan_driver(lowered.relax_mod)
+    if plan.input.shape[-2:] != (len(spec.channels), spec.window_samples):
+        raise ConfigError(f"the graph takes input {plan.input.shape} but the decoder is described with "
+                          f"{len(spec.channels)} channels x {spec.window_samples} samples")
     workspace = workspace_bytes(lowered.kernels_c)
-    model_id = ckpt.content_hash()
     (c_dir / "ebci_model_kernels.c").write_text(lowered.kernels_c)
     (c_dir / "ebci_model.c").write_text(emit_model_c(plan, tvm.__version__))
-    (c_dir / "ebci_model.h").write_text(emit_model_h(plan, model_id, ckpt.fs_hz, workspace))
-    front_c, front_h = emit_frontend(np.asarray(ckpt.frontend.sos))
+    (c_dir / "ebci_model.h").write_text(emit_model_h(plan, spec.model_id, spec.fs_hz, workspace))
+    front_c, front_h = emit_frontend(np.asarray(spec.frontend.sos))
     (c_dir / "ebci_frontend.c").write_text(front_c)
     (c_dir / "ebci_frontend.h").write_text(front_h)
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
-    compiled = CompiledModel(out_dir, target.name, model_id, len(ckpt.channels), ckpt.window_samples,
-                             len(ckpt.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
+    compiled = CompiledModel(out_dir, target.name, spec.model_id, len(spec.channels), spec.window_samples,
+                             len(spec.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
                              lowered.n_kernels)
     write_manifest(out_dir, "compiled-model", {
-        "target": target.name, "model_id": model_id, "checkpoint_sha256": source_sha256, "arch": ckpt.arch,
+        "target": target.name, "target_file": str(target.source) if target.source else "",
+        "model_id": spec.model_id, "source_sha256": source_sha256, "arch": spec.arch,
         "tvm_version": tvm.__version__, "n_channels": compiled.n_channels, "n_samples": compiled.n_samples,
         "n_classes": compiled.n_classes, "arena_bytes": compiled.arena_bytes,
         "workspace_bytes": compiled.workspace_bytes, "weight_bytes": compiled.weight_bytes,
-        "n_kernels": compiled.n_kernels, "channels": list(ckpt.channels), "fs_hz": ckpt.fs_hz,
-        "window_samples": ckpt.window_samples, "offset_samples": ckpt.offset_samples,
-        "hop_samples": ckpt.hop_samples, "classes": list(ckpt.classes), "frontend": ckpt.frontend.to_dict(),
+        "n_kernels": compiled.n_kernels, "channels": list(spec.channels), "fs_hz": spec.fs_hz,
+        "window_samples": spec.window_samples, "offset_samples": spec.offset_samples,
+        "hop_samples": spec.hop_samples, "classes": list(spec.classes), "frontend": spec.frontend.to_dict(),
     })
     check_budget(compiled, target)
     return compiled

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from edgebci.errors import ConfigError
 from edgebci.zoo.convattn import ConvAttn
+from edgebci.zoo.eegnet import EEGNet
 
-ARCHITECTURES = {"convattn": ConvAttn}
+ARCHITECTURES = {"convattn": ConvAttn, "eegnet": EEGNet}
 
 
 def build_model(arch: str, config: dict):
