@@ -16,6 +16,7 @@ system-deps:
 	[ -n "$$(ls /usr/lib/arm-none-eabi/newlib 2>/dev/null)" ] || missing="$$missing libnewlib-arm-none-eabi"; \
 	command -v qemu-system-arm >/dev/null || missing="$$missing qemu-system-arm"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else \
 	    echo "edgebci needs the Debian packages:$$missing"; \
@@ -26,7 +27,8 @@ system-deps:
 
 python-deps: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
-	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(VENV)/bin/pip ] || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "could not create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }; }
 	$(PY) -m pip install -q -e '.[all]'
 	@touch $@
 

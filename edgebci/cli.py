@@ -145,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_targets)
 
     tr = sub.add_parser("train", help="train a decoder on EEGMMIDB recordings (leave-subjects-out)",
-                        description="Train a zoo decoder on left/right fist imagery. Subjects are split into "
-                        "training, validation (early stopping) and held-out test subjects; the test subjects' "
-                        "balanced accuracy is stored in the checkpoint and printed.")
+                        description="Train a zoo decoder on left/right fist imagery, leave-subjects-out by "
+                        "default: subjects are split into training, validation (early stopping) and held-out test "
+                        "subjects; the test subjects' balanced accuracy is stored in the checkpoint and printed.")
     tr.add_argument("--arch", default="convattn", choices=ARCH_NAMES, help="decoder family (default: convattn)")
     tr.add_argument("--protocol", default="subject-independent", choices=["subject-independent", "within-subject"],
                     help="subject-independent: train/validation/test subjects disjoint (default); within-subject: "

@@ -65,7 +65,8 @@ def load_hil_windows(recordings: list[Path], manifest: dict, max_windows: int | 
                                  manifest["offset_samples"]) for p in recordings]
     windows = Windows.concat(parts)
     if abs(windows.fs_hz - manifest["fs_hz"]) > 1e-6:
-        raise DataError(f"recordings are sampled at {windows.fs_hz} Hz but the decoder expects {manifest['fs_hz']} Hz")
+        raise DataError(f"recordings are sampled at {windows.fs_hz} Hz but the decoder expects {manifest['fs_hz']} Hz: "
+                        f"pass recordings at {manifest['fs_hz']} Hz or retrain the decoder at {windows.fs_hz} Hz")
     if max_windows is not None:
         if max_windows <= 0:
             raise ConfigError(f"--max-windows must be > 0, got {max_windows}")
@@ -138,7 +139,7 @@ def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: P
         link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
     run = HilRun(_plain(info), outcomes, link_stats, tuple(manifest["classes"]))
     save_run(run, out_dir / "windows.json")
-    report = build_report(run, compiled, image, target, manifest)
+    report = build_report(run, compiled, image, target, manifest, emulated=port is None)
     json_path, html_path = write_report(report, out_dir)
     return HilSummary(report, json_path, html_path)
 

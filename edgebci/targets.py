@@ -46,6 +46,11 @@ class Target:
         if self.stack_bytes >= self.ram_bytes:
             raise ConfigError(f"target {self.name}: stack_bytes ({self.stack_bytes}) must be smaller than "
                               f"ram_bytes ({self.ram_bytes})")
+        if self.qemu_machine is not None and not (isinstance(self.qemu_icount_shift, int)
+                                                  and 0 <= self.qemu_icount_shift <= 10):
+            raise ConfigError(f"target {self.name}: connect.qemu_icount_shift must be an integer 0..10 for an "
+                              f"emulated board, got {self.qemu_icount_shift!r}; add e.g. `qemu_icount_shift = 6` "
+                              f"(instruction counts need QEMU's -icount)")
         if self.kind == "cortex-m" and self.qemu_machine is None and self.serial_port is None:
             raise ConfigError(f"target {self.name}: a cortex-m board needs connect.qemu_machine or "
                               f"connect.serial_port to be reachable")

@@ -7,14 +7,26 @@ from edgebci.data.splits import Split, find_recordings, subject_of
 from edgebci.errors import DataError
 
 
+def _edf_digital(path, label: str) -> np.ndarray:
+    """One signal's raw int16 samples, read straight from the EDF data records (not through MNE)."""
+    data = path.read_bytes()
+    n_header, n_records, n_signals = int(data[184:192]), int(data[236:244]), int(data[252:256])
+    field = lambda offset, width: [data[256 + offset * n_signals + i * width:256 + offset * n_signals + (i + 1) * width]
+                                   for i in range(n_signals)]
+    labels = [f.decode().strip() for f in field(0, 16)]
+    per_record = [int(f) for f in field(216, 8)]          # offset of "samples per record" in 16+80+8*8 chars
+    assert n_header == 256 * (n_signals + 1)
+    records = np.frombuffer(data[n_header:], "<i2").reshape(n_records, sum(per_record))
+    start = sum(per_record[:labels.index(label)])
+    return records[:, start:start + per_record[labels.index(label)]].reshape(-1)
+
+
 def test_read_recording_keeps_exact_microvolts(sample_edf):
-    import mne
     rec = read_recording(sample_edf)
     assert rec.channels == MOTOR_MONTAGE and rec.fs_hz == 160.0
     assert rec.samples.dtype == np.int16 and rec.samples.shape == (21, 19680)
-    raw = mne.io.read_raw_edf(sample_edf, preload=True, verbose="error")
-    c3 = raw.get_data(picks=[raw.ch_names.index("C3..")], units="uV")[0]
-    np.testing.assert_array_equal(rec.samples[MOTOR_MONTAGE.index("C3")], c3.round().astype(np.int16))
+    # EEGMMIDB maps digital +/-8092 to +/-8092 uV: the int16 we stream must be the recorded digital value
+    np.testing.assert_array_equal(rec.samples[MOTOR_MONTAGE.index("C3")], _edf_digital(sample_edf, "C3.."))
 
 
 def test_events_are_imagery_cues_only(sample_edf):

@@ -38,6 +38,7 @@ class CompiledModel:
     workspace_bytes: int
     weight_bytes: int
     n_kernels: int
+    descriptor_bytes: int = 0
 
     def __post_init__(self):
         if min(self.n_channels, self.n_samples, self.n_classes) <= 0:
@@ -52,17 +53,18 @@ class CompiledModel:
     def io_bytes(self) -> int:
         """Receive buffer (one COBS-framed int16 window) plus the float filter output."""
         window = self.n_channels * self.n_samples
-        frame = 2 * window + 16
+        frame = 2 * window + 4 + 10                 # WINDOW body header + frame header and CRC
         return frame + frame // 254 + 2 + 4 * window
 
     def estimated_ram_bytes(self, target: Target) -> int:
-        return self.arena_bytes + self.workspace_bytes + self.io_bytes + PROTOCOL_STATIC_BYTES + target.stack_bytes
+        return (self.arena_bytes + self.workspace_bytes + self.descriptor_bytes + self.io_bytes
+                + PROTOCOL_STATIC_BYTES + target.stack_bytes)
 
     @classmethod
     def load(cls, out_dir: Path) -> "CompiledModel":
         m = read_manifest(out_dir, "compiled-model")
         return cls(Path(out_dir), m["target"], m["model_id"], m["n_channels"], m["n_samples"], m["n_classes"],
-                   m["arena_bytes"], m["workspace_bytes"], m["weight_bytes"], m["n_kernels"])
+                   m["arena_bytes"], m["workspace_bytes"], m["weight_bytes"], m["n_kernels"], m["descriptor_bytes"])
 
 
 def tvm_include_dirs() -> list[Path]:
@@ -100,7 +102,8 @@ def check_budget(compiled: CompiledModel, target: Target) -> None:
     if ram > target.ram_bytes:
         raise BudgetError(
             f"model needs about {ram} bytes of RAM (arena {compiled.arena_bytes} + workspace "
-            f"{compiled.workspace_bytes} + I/O buffers {compiled.io_bytes} + protocol {PROTOCOL_STATIC_BYTES} + "
+            f"{compiled.workspace_bytes} + tensor descriptors {compiled.descriptor_bytes} + I/O buffers "
+            f"{compiled.io_bytes} + protocol {PROTOCOL_STATIC_BYTES} + "
             f"stack {target.stack_bytes}) but {target.name} has {target.ram_bytes}: pick a shorter window, "
             f"fewer channels or a smaller decoder")
     if compiled.weight_bytes > target.flash_bytes:
@@ -149,14 +152,15 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
     compiled = CompiledModel(out_dir, target.name, spec.model_id, len(spec.channels), spec.window_samples,
                              len(spec.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
-                             lowered.n_kernels)
+                             lowered.n_kernels, plan.descriptor_bytes)
     write_manifest(out_dir, "compiled-model", {
         "target": target.name, "target_file": str(target.source) if target.source else "",
         "model_id": spec.model_id, "source_sha256": source_sha256, "arch": spec.arch,
         "tvm_version": tvm.__version__, "n_channels": compiled.n_channels, "n_samples": compiled.n_samples,
         "n_classes": compiled.n_classes, "arena_bytes": compiled.arena_bytes,
         "workspace_bytes": compiled.workspace_bytes, "weight_bytes": compiled.weight_bytes,
-        "n_kernels": compiled.n_kernels, "channels": list(spec.channels), "fs_hz": spec.fs_hz,
+        "n_kernels": compiled.n_kernels, "descriptor_bytes": compiled.descriptor_bytes,
+        "channels": list(spec.channels), "fs_hz": spec.fs_hz,
         "window_samples": spec.window_samples, "offset_samples": spec.offset_samples,
         "hop_samples": spec.hop_samples, "classes": list(spec.classes), "frontend": spec.frontend.to_dict(),
     })

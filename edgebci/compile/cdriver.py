@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgebci.errors import UnsupportedOpError
+
 ALIGN = 16
 _CTYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t",
            "int32": "int32_t", "int64": "int64_t", "bool": "uint8_t"}
@@ -44,6 +46,12 @@ class DriverPlan:
     def const_bytes(self) -> int:
         return sum(a.nbytes for _, a in self.consts)
 
+    @property
+    def descriptor_bytes(self) -> int:
+        """RAM for the static DLTensor descriptors and shape arrays (64-bit layout: an upper bound)."""
+        return sum(48 + 8 * max(len(t.shape), 1) for t in self.tensors) + 16 * max(
+            [len(a) for _, a in self.calls] + [1])
+
 
 def _c_literal(dtype: str, v) -> str:
     if dtype == "float32":
@@ -71,7 +79,8 @@ def plan_driver(relax_mod) -> DriverPlan:
 
     main = relax_mod["main"]
     if len(main.params) != 1:
-        raise NotImplementedError(f"decoders take one input tensor, this one takes {len(main.params)}")
+        raise UnsupportedOpError(f"decoders take one input tensor (the window), this graph takes "
+                                 f"{len(main.params)}; export the model with a single (1, channels, samples) input")
     plan = DriverPlan()
     by_var: dict = {}
     storage_offset: dict = {}
@@ -107,7 +116,8 @@ def plan_driver(relax_mod) -> DriverPlan:
                 elif op in ("relax.memory.kill_storage", "relax.memory.kill_tensor", "relax.null_value"):
                     continue
                 else:
-                    raise NotImplementedError(f"relax op {op} in main")
+                    raise UnsupportedOpError(f"the lowered program calls {op}, which the static C driver cannot "
+                                             f"run without a TVM runtime; change the decoder to avoid it")
             elif isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar):
                 args = []
                 for a in value.args:
@@ -125,7 +135,8 @@ def plan_driver(relax_mod) -> DriverPlan:
             elif isinstance(value, relax.Var) and value in by_var:
                 by_var[var] = by_var[value]
             else:
-                raise NotImplementedError(f"binding {type(value).__name__} in main: {value}")
+                raise UnsupportedOpError(f"the lowered program has a {type(value).__name__} binding the static "
+                                         f"C driver cannot run (e.g. a tuple output); return one logits tensor")
     plan.output = by_var[main.body.body]
     return plan
 

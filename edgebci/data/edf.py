@@ -102,8 +102,10 @@ def read_recording(path: str | Path, channels: tuple[str, ...] = MOTOR_MONTAGE) 
         raise DataError(f"{path.name} lacks channels {missing}; it has {sorted(index)}")
     picks = [index[_canonical(c)] for c in channels]
     uv = raw.get_data(picks=picks, units="uV")
-    if np.abs(uv - np.round(uv)).max() > 1e-3 or np.abs(uv).max() > 32767:
-        raise DataError(f"{path.name}: samples are not whole microvolts within int16; "
+    off_grid, peak = float(np.abs(uv - np.round(uv)).max()), float(np.abs(uv).max())
+    if off_grid > 1e-3 or peak > 32767:
+        raise DataError(f"{path.name}: samples must be whole microvolts within int16 (|x| <= 32767 uV), got a "
+                        f"largest deviation of {off_grid:.3g} uV from whole microvolts and a peak of {peak:.0f} uV; "
                         f"edgebci streams EEGMMIDB-style recordings (1 digital step = 1 uV)")
     fs_hz = float(raw.info["sfreq"])
     events = tuple((int(round(onset * fs_hz)), ANNOTATION_CLASS[desc])

@@ -39,7 +39,9 @@ class HostReference:
         out = np.zeros(self.n_classes, np.float32)
         rc = self._fn(x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p))
         if rc != 0:
-            raise ConfigError(f"host reference failed with status {rc}")
+            reason = {-8: "the model returned an error", -9: "the kernels' workspace overflowed"}.get(rc, "unknown")
+            raise ConfigError(f"host reference failed with status {rc} ({reason}); the compiled folder may be "
+                              f"stale or damaged: run `edgebci compile` again")
         return out
 
 

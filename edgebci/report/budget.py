@@ -14,14 +14,19 @@ from edgebci.targets import Target
 TIMER_DWT, TIMER_SYSTICK, TIMER_OS_NS = 0, 1, 2
 
 
-def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Target) -> dict:
-    """Per-window decode cost (front end + model) in the unit the timer really measures."""
+def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Target, emulated: bool = True) -> dict:
+    """Per-window decode cost (front end + model) in the unit the timer really measures.
+
+    emulated : the device was QEMU started by edgebci (with -icount); False for a board on --port
+    """
     t = np.asarray(ticks, np.float64)
     if len(t) == 0:
         return {"metric": "none", "note": "no window was decoded"}
-    if target.is_emulated and timer_src == TIMER_SYSTICK:
+    if timer_hz <= 0 and timer_src != TIMER_OS_NS:
+        return {"metric": "none", "note": f"the device reported timer_hz={timer_hz}: its ticks cannot be converted"}
+    if emulated and target.is_emulated and timer_src == TIMER_SYSTICK:
         shift = target.qemu_icount_shift
-        values = t * 1e9 / (timer_hz * 2 ** shift)
+        values = np.round(t * 1e9 / (timer_hz * 2 ** shift))   # one tick = 0.625 instructions at shift 6
         metric = "qemu_insn_count"
         note = (f"instructions executed in QEMU ({target.qemu_machine}, -icount shift={shift}), from SysTick "
                 f"virtual time: count = ticks * 1e9 / ({timer_hz} Hz * 2^{shift}); deterministic, not cycles")
@@ -49,15 +54,17 @@ def memory_section(image, compiled, target: Target, stack_peak: int | None) -> d
     return {
         "flash": _budget_row(image.flash_bytes, target.flash_bytes),
         "static_ram": _budget_row(image.ram_static_bytes, target.ram_bytes - target.stack_bytes),
-        "arena": {"bytes": compiled.arena_bytes, "note": "part of static RAM: the model's activations"},
-        "workspace": {"bytes": compiled.workspace_bytes, "note": "part of static RAM: kernel scratch"},
+        "arena": {**_budget_row(compiled.arena_bytes, target.ram_bytes - target.stack_bytes),
+                  "note": "part of static RAM: the model's activations"},
+        "workspace": {**_budget_row(compiled.workspace_bytes, target.ram_bytes - target.stack_bytes),
+                      "note": "part of static RAM: kernel scratch"},
         "weights": {"bytes": compiled.weight_bytes, "note": "part of flash: const model parameters"},
         "stack_peak": (_budget_row(stack_peak, target.stack_bytes) if stack_peak is not None
                        else {"bytes": None, "note": "not reported by the device"}),
     }
 
 
-def build_report(run, compiled, image, target: Target, manifest: dict) -> dict:
+def build_report(run, compiled, image, target: Target, manifest: dict, emulated: bool = True) -> dict:
     decoded = [w for w in run.windows if w.status != "failed"]
     info = run.device_info
     stack_peak = max((w.stack_used for w in decoded if w.stack_used is not None), default=None)
@@ -76,7 +83,7 @@ def build_report(run, compiled, image, target: Target, manifest: dict) -> dict:
         "agreement": agreement,
         "accuracy": run.accuracy(),
         "latency": latency_section([w.ticks for w in decoded], info.get("timer_src", -1),
-                                   info.get("timer_hz", 0), target),
+                                   info.get("timer_hz", 0), target, emulated),
         "memory": memory_section(image, compiled, target, stack_peak),
         "link": run.link_stats,
         "ok": counts["failed"] == 0 and agreement["rate"] == 1.0,

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from edgebci.errors import ConfigError
+from edgebci.zoo.conformer import Conformer
 from edgebci.zoo.convattn import ConvAttn
 from edgebci.zoo.eegnet import EEGNet
 
-ARCHITECTURES = {"convattn": ConvAttn, "eegnet": EEGNet}
+ARCHITECTURES = {"convattn": ConvAttn, "conformer": Conformer, "eegnet": EEGNet}
 
 
 def build_model(arch: str, config: dict):
