@@ -39,6 +39,8 @@ def _cmd_train(args) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     if args.protocol == "within-subject":
         return _train_within(cfg, data_dir, args)
+    if args.protocol == "cross-validation":
+        return _train_cv(cfg, data_dir, args)
     ckpt = train_decoder(cfg, data_dir, progress=not args.quiet)
     report = evaluate_held_out(ckpt, data_dir)
     ckpt.summary["test"] = report
@@ -72,6 +74,43 @@ def _train_within(cfg, data_dir: Path, args) -> int:
     (out / "within_subject.json").write_text(json.dumps(summary, indent=2))
     print(f"within-subject {cfg.arch}: mean balanced accuracy {values.mean():.3f} +/- {values.std():.3f} over "
           f"{len(values)} subjects (chance 0.50); wrote {out / 'within_subject.json'}")
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from edgebci.defaults import CHECKPOINTS_DIR
+    from edgebci.zoo import load_checkpoint
+    from edgebci.zoo.stats import decoder_stats
+    rows = []
+    for path in sorted(CHECKPOINTS_DIR.glob("*.pt")):
+        ck = load_checkpoint(path)
+        test = ck.summary.get("test", {})
+        rows.append({"arch": ck.arch, "checkpoint": str(path), **decoder_stats(ck),
+                     "channels": len(ck.channels), "window_samples": ck.window_samples,
+                     "val_balanced_accuracy": ck.summary.get("val_balanced_accuracy"),
+                     "test_subjects": ck.summary.get("test_subjects"),
+                     "test_balanced_accuracy": test.get("balanced_accuracy"), "per_subject": test.get("per_subject")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'arch':<10} {'params':>7} {'MACs':>10}  {'val':>5}  {'held-out':>8}  per held-out subject")
+    for r in rows:
+        per = " ".join(f"{k} {v:.2f}" for k, v in (r["per_subject"] or {}).items())
+        print(f"{r['arch']:<10} {r['params']:>7,} {r['macs']:>10,}  {r['val_balanced_accuracy']:>5.3f}  "
+              f"{r['test_balanced_accuracy']:>8.3f}  {per}")
+    return 0
+
+
+def _train_cv(cfg, data_dir: Path, args) -> int:
+    from edgebci.train import cross_validate
+    result = cross_validate(cfg, data_dir, tuple(args.subjects), args.folds, progress=not args.quiet)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    per = " ".join(f"{k} {v:.2f}" for k, v in result["per_subject"].items())
+    print(f"{cfg.arch}, {args.folds}-fold leave-subjects-out: mean balanced accuracy {result['mean']:.3f} +/- "
+          f"{result['std']:.3f} (min {result['min']:.2f}, max {result['max']:.2f}, chance 0.50); {per}; "
+          f"wrote {out}")
     return 0
 
 
@@ -148,15 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train a zoo decoder on left/right fist imagery, leave-subjects-out by "
                         "default: subjects are split into training, validation (early stopping) and held-out test "
                         "subjects; the test subjects' balanced accuracy is stored in the checkpoint and printed.")
-    tr.add_argument("--arch", default="convattn", choices=ARCH_NAMES, help="decoder family (default: convattn)")
-    tr.add_argument("--protocol", default="subject-independent", choices=["subject-independent", "within-subject"],
+    tr.add_argument("--arch", default="eegnet", choices=ARCH_NAMES, help="decoder family (default: eegnet)")
+    tr.add_argument("--protocol", default="subject-independent", choices=["subject-independent", "within-subject", "cross-validation"],
                     help="subject-independent: train/validation/test subjects disjoint (default); within-subject: "
-                    "one decoder per subject, run 4 trains, run 8 selects the epoch, run 12 tests")
+                    "one decoder per subject, run 4 trains, run 8 selects the epoch, run 12 tests; cross-validation: "
+                    "--folds leave-subjects-out folds over --subjects, every subject tested once (writes JSON to --out)")
+    tr.add_argument("--folds", type=int, default=5, help="folds for --protocol cross-validation (default 5)")
     tr.add_argument("--subjects", type=int, nargs="+", default=list(range(1, 16)), metavar="N",
-                    help="subjects for --protocol within-subject (default: 1..15)")
+                    help="subjects for --protocol within-subject or cross-validation (default: 1..15)")
     tr.add_argument("--data-dir", help="folder of SxxxRyy.edf files (default: $EDGEBCI_DATA or ../shared/eeg/eegmmidb)")
-    tr.add_argument("--out", default="build/convattn.pt",
-                    help="checkpoint to write (a folder for --protocol within-subject; default: build/convattn.pt)")
+    tr.add_argument("--out", default="build/decoder.pt",
+                    help="checkpoint to write (a folder for --protocol within-subject; default: build/decoder.pt)")
     tr.add_argument("--epochs", type=int, default=80)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--train-subjects", type=int, nargs="+", default=list(range(1, 11)), metavar="N")
@@ -182,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--classes", nargs="+", help=".pt2/.onnx only: class names (default: left right)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compile)
+
+    z = sub.add_parser("zoo", help="the bundled decoders: parameters, MACs per window, held-out accuracy")
+    z.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    z.set_defaults(func=_cmd_zoo)
 
     e = sub.add_parser("evaluate", help="balanced accuracy and confusion matrix of a checkpoint on recordings, "
                        "on the host (no device)")

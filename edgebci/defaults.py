@@ -1,7 +1,8 @@
 """Defaults shared by the CLI and the pipeline (kept import-light for a fast `edgebci --help`)."""
 from pathlib import Path
 
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "convattn.pt"
+CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
+BUNDLED_CHECKPOINT = CHECKPOINTS_DIR / "eegnet.pt"   # the best family on the validation subjects
 DEFAULT_TARGET = "mps2-an386"
 # The zoo's families, by the names `edgebci train --arch` takes (edgebci.zoo.registry maps them to classes).
-ARCH_NAMES = ("conformer", "convattn", "eegnet")
+ARCH_NAMES = ("conformer", "eegnet", "mamba", "s4d", "spiking")

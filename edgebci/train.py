@@ -21,7 +21,7 @@ from edgebci.zoo import Checkpoint, build_model
 
 @dataclass(frozen=True)
 class TrainConfig:
-    arch: str = "convattn"
+    arch: str = "eegnet"
     channels: tuple[str, ...] = MOTOR_MONTAGE
     window_s: float = 3.0
     offset_s: float = 0.5          # window starts this long after the cue
@@ -176,3 +176,34 @@ def evaluate_held_out(ckpt: Checkpoint, data_dir: Path) -> dict:
     return evaluate(ckpt, test)
 
 
+
+
+def cross_validate(cfg: TrainConfig, data_dir: Path, subjects: tuple[int, ...], folds: int,
+                   progress: bool = True) -> dict:
+    """Leave-subjects-out cross-validation: every subject is tested once, by a decoder that never saw it.
+
+    Subjects are cut into `folds` consecutive groups; for each group the two subjects before it (cyclically)
+    select the epoch and the rest train. Returns per-subject balanced accuracy and its spread.
+    """
+    if not 2 <= folds <= len(subjects) // 2:
+        raise ConfigError(f"folds must be 2..{len(subjects) // 2} for {len(subjects)} subjects, got {folds}")
+    groups = [tuple(g) for g in np.array_split(np.asarray(subjects), folds)]
+    per_subject, per_fold = {}, []
+    for k, test in enumerate(groups):
+        rest = [s for s in subjects if s not in test]
+        val = tuple(rest[-2:]) if k == 0 else tuple(s for s in rest if s < test[0])[-2:]
+        train = tuple(s for s in rest if s not in val)
+        if not train:
+            raise ConfigError(f"fold {k} leaves no training subject ({len(subjects)} subjects, {folds} folds, "
+                              f"2 for validation): use more subjects or fewer folds")
+        fold_cfg = TrainConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
+                                  "split": Split(train, val, test)})
+        ckpt = train_decoder(fold_cfg, data_dir, progress)
+        report = evaluate_held_out(ckpt, data_dir)
+        per_subject.update(report["per_subject"])
+        per_fold.append({"test": list(test), "validation": list(val), "balanced_accuracy": report["balanced_accuracy"],
+                         "val_balanced_accuracy": ckpt.summary["val_balanced_accuracy"]})
+    values = np.array(list(per_subject.values()))
+    return {"protocol": "leave-subjects-out cross-validation", "arch": cfg.arch, "folds": per_fold,
+            "per_subject": per_subject, "mean": float(values.mean()), "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max()), "chance": 1.0 / len(CLASSES)}

@@ -37,7 +37,7 @@ def test_report_accounts_for_every_window_and_renders(tmp_path):
     compiled = SimpleNamespace(model_id="abc", n_samples=480, arena_bytes=70_000, workspace_bytes=16,
                                weight_bytes=11_000)
     image = SimpleNamespace(flash_bytes=120_000, ram_static_bytes=90_000)
-    manifest = {"arch": "convattn", "channels": ["C3", "C4"], "fs_hz": 160.0, "classes": ["left", "right"],
+    manifest = {"arch": "eegnet", "channels": ["C3", "C4"], "fs_hz": 160.0, "classes": ["left", "right"],
                 "frontend": {"btype": "bandpass", "sos": [[1, 0, 0, 1, 0, 0]]}}
     r = build_report(run, compiled, image, target, manifest)
     assert r["windows"] == {"sent": 4, "decoded": 2, "retried": 1, "failed": 1}

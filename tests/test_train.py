@@ -27,3 +27,14 @@ def test_within_subject_protocol_keeps_runs_apart(tmp_path):
     ck, report = train_within_subject(TrainConfig(epochs=2, crop_s=(0.0,)), tmp_path, 15, progress=False)
     assert ck.summary["protocol"] == "within-subject" and ck.summary["train_runs"] == [4]
     assert ck.summary["test_runs"] == [12] and report["n_windows"] == 15
+
+
+def test_cross_validation_tests_every_subject_once(tmp_path):
+    from edgebci.train import cross_validate
+    for s in range(1, 7):
+        shutil.copy(SAMPLE_DIR / ("S015R04.edf" if s % 2 else "S015R08.edf"), tmp_path / f"S{s:03d}R04.edf")
+    result = cross_validate(TrainConfig(epochs=1, crop_s=(0.0,)), tmp_path, tuple(range(1, 7)), folds=2,
+                            progress=False)
+    assert sorted(result["per_subject"]) == [f"S{s:03d}" for s in range(1, 7)]
+    assert [f["test"] for f in result["folds"]] == [[1, 2, 3], [4, 5, 6]]
+    assert [f["validation"] for f in result["folds"]] == [[5, 6], [2, 3]]

@@ -13,7 +13,7 @@ def test_bundled_checkpoint_is_self_describing(bundled_checkpoint):
                 "classes", "frontend", "state_dict", "summary"):
         assert key in raw, key
     ck = bundled_checkpoint
-    assert ck.arch == "convattn" and ck.fs_hz == 160.0 and ck.classes == ("left", "right")
+    assert ck.arch == "eegnet" and ck.fs_hz == 160.0 and ck.classes == ("left", "right")
     assert ck.config["n_samples"] == ck.window_samples and len(ck.channels) == ck.config["n_channels"]
     assert ck.summary["protocol"] == "leave-subjects-out"
     assert not set(ck.summary["test_subjects"]) & set(ck.summary["train_subjects"] + ck.summary["validation_subjects"])
@@ -38,6 +38,6 @@ def test_bad_checkpoints_and_configs(tmp_path):
     with pytest.raises(ConfigError, match="unknown architecture 'lstm'"):
         build_model("lstm", {})
     with pytest.raises(ConfigError, match=r"unknown keys \['n_layers'\]"):
-        build_model("convattn", {"n_layers": 3})
+        build_model("eegnet", {"n_layers": 3})
     with pytest.raises(ConfigError, match="divisible by heads"):
-        build_model("convattn", {"n_spatial": 15, "heads": 2})
+        build_model("conformer", {"f1": 5, "depth": 3, "heads": 2})

@@ -15,9 +15,14 @@ def _calibrated(config: SpikingLIFConfig, seed: int = 0) -> SpikingLIF:
     """A model whose BatchNorm statistics come from EEG-sized input, so its neurons spike as a trained one's do."""
     torch.manual_seed(seed)
     model = SpikingLIF(config)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    for m in norms:
+        m.momentum = None          # a cumulative average: two batches give the statistics
     with torch.no_grad():
-        for _ in range(20):
+        for _ in range(2):
             model(torch.randn(16, config.n_channels, config.n_samples) * 20)
+    for m in norms:
+        m.momentum = 0.1
     return model.eval()
 
 
@@ -140,7 +145,8 @@ def test_generated_c_matches_torch_spikes_included(compiled_spiking, tmp_path):
     from edgebci.firmware.build import build_host_library
     compiled, model = compiled_spiking
     run = ctypes.CDLL(str(build_host_library(compiled.c_dir, tmp_path))).ebci_model_run
-    x = (np.random.default_rng(0).standard_normal((40, compiled.n_channels, compiled.n_samples)) * 20).astype(np.float32)
+    shape = (40, compiled.n_channels, compiled.n_samples)
+    x = (np.random.default_rng(0).standard_normal(shape) * 20).astype(np.float32)   # EEG-sized, ~20 uV
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     got = np.zeros_like(want)

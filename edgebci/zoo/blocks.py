@@ -5,6 +5,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edgebci.errors import ConfigError
+
+
+def require_positive(cfg, keys: tuple[str, ...]) -> None:
+    """Config validation shared by the families: each named field must be a positive integer."""
+    name = type(cfg).__name__
+    for key in keys:
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name}.{key} must be a positive integer, got {value!r}")
+
 
 class TemporalSpatialBlock(nn.Module):
     """EEGNet's first block: temporal convolution (f1 filters) -> BatchNorm -> depthwise spatial convolution.

@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"checkpoint {path} does not exist; train one with `edgebci train` "
-                          f"or use the bundled one (edgebci/checkpoints/convattn.pt)")
+                          f"or use the bundled one (edgebci/checkpoints/*.pt)")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

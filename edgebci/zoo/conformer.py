@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
-from edgebci.zoo.blocks import TemporalSpatialBlock
+from edgebci.zoo.blocks import TemporalSpatialBlock, require_positive
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,8 @@ class ConformerConfig:
     input_scale: float = 0.05
 
     def __post_init__(self):
-        for key in ("n_channels", "n_samples", "n_classes", "f1", "depth", "kernel", "pool", "pool_stride",
-                    "blocks", "heads"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"ConformerConfig.{key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, ("n_channels", "n_samples", "n_classes", "f1", "depth", "kernel", "pool",
+                                "pool_stride", "blocks", "heads"))
         if (self.f1 * self.depth) % self.heads:
             raise ConfigError(f"d_model = f1*depth = {self.f1 * self.depth} must be divisible by heads ({self.heads})")
         if self.n_samples < self.pool:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
-from edgebci.zoo.blocks import TemporalSpatialBlock
+from edgebci.zoo.blocks import TemporalSpatialBlock, require_positive
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,8 @@ class EEGNetConfig:
     input_scale: float = 0.05
 
     def __post_init__(self):
-        for key in ("n_channels", "n_samples", "n_classes", "f1", "depth", "f2", "kernel", "pool1", "pool2"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"EEGNetConfig.{key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, ("n_channels", "n_samples", "n_classes", "f1", "depth", "f2", "kernel", "pool1",
+                                "pool2"))
         if self.n_samples // self.pool1 // self.pool2 < 1:
             raise ConfigError(f"n_samples ({self.n_samples}) is shorter than pool1*pool2 ({self.pool1 * self.pool2})")
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from edgebci.errors import ConfigError
 from edgebci.zoo.conformer import Conformer
-from edgebci.zoo.convattn import ConvAttn
 from edgebci.zoo.eegnet import EEGNet
+from edgebci.zoo.spiking import SpikingLIF
+from edgebci.zoo.ssm import S4D, Mamba
 
-ARCHITECTURES = {"convattn": ConvAttn, "conformer": Conformer, "eegnet": EEGNet}
+ARCHITECTURES = {"conformer": Conformer, "eegnet": EEGNet, "s4d": S4D, "mamba": Mamba, "spiking": SpikingLIF}
 
 
 def build_model(arch: str, config: dict):

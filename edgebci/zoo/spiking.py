@@ -64,9 +64,10 @@ class SpikingLIFConfig:
             raise ConfigError(f"n_samples ({self.n_samples}) must be >= segment ({self.segment}): "
                               f"shorten the segment")
         if self.n_steps > MAX_STEPS:
+            fewest = -(-(self.n_samples - self.segment) // (MAX_STEPS - 1))    # ceiling division
             raise ConfigError(f"{self.n_samples} samples in hops of step_samples={self.step_samples} give "
                               f"{self.n_steps} time steps, but the exported graph unrolls at most {MAX_STEPS}: "
-                              f"raise step_samples to at least {-(-(self.n_samples - self.segment) // (MAX_STEPS - 1))}")
+                              f"raise step_samples to at least {fewest}")
 
     @property
     def n_steps(self) -> int:
@@ -86,12 +87,12 @@ def lif_update(current: torch.Tensor, mem: torch.Tensor, beta: float, threshold:
     snntorch's order so the membranes match it bit for bit. beta and threshold are Python floats:
     as graph constants they cost nothing per step (a tensor would be re-folded at every unrolled step).
     """
-    fired = (mem > threshold).float()
+    fired = (mem > threshold).to(mem.dtype)
     if reset == "subtract":
         mem = beta * mem + current - fired * threshold
     else:
         mem = beta * ((1 - fired) * mem) + current
-    return (mem > threshold).float(), mem
+    return (mem > threshold).to(mem.dtype), mem
 
 
 class Dense(nn.Module):
