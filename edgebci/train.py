@@ -187,7 +187,7 @@ def cross_validate(cfg: TrainConfig, data_dir: Path, subjects: tuple[int, ...], 
     """
     if not 2 <= folds <= len(subjects) // 2:
         raise ConfigError(f"folds must be 2..{len(subjects) // 2} for {len(subjects)} subjects, got {folds}")
-    groups = [tuple(g) for g in np.array_split(np.asarray(subjects), folds)]
+    groups = [tuple(int(s) for s in g) for g in np.array_split(np.asarray(subjects), folds)]
     per_subject, per_fold = {}, []
     for k, test in enumerate(groups):
         rest = [s for s in subjects if s not in test]

@@ -1,4 +1,5 @@
 """The training loop runs end to end on real EEG and evaluates on a held-out subject."""
+import json
 import shutil
 
 from edgebci.data import SAMPLE_DIR, Split
@@ -38,3 +39,4 @@ def test_cross_validation_tests_every_subject_once(tmp_path):
     assert sorted(result["per_subject"]) == [f"S{s:03d}" for s in range(1, 7)]
     assert [f["test"] for f in result["folds"]] == [[1, 2, 3], [4, 5, 6]]
     assert [f["validation"] for f in result["folds"]] == [[5, 6], [2, 3]]
+    assert json.loads(json.dumps(result)) == result      # the CLI writes it as JSON
