@@ -113,12 +113,9 @@ def check_budget(compiled: CompiledModel, target: Target) -> None:
 
 def compile_decoder(ckpt: Checkpoint, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:
     """Lower a zoo checkpoint's decoder through TVM to plain C in `out_dir`, checked against the budget."""
-    import torch
-
-    from edgebci.compile.importer import import_torch_module
-    from edgebci.compile.sources import DecoderSpec, checkpoint_module
-    relax_mod = import_torch_module(checkpoint_module(ckpt), torch.zeros(1, len(ckpt.channels), ckpt.window_samples))
-    return compile_program(relax_mod, DecoderSpec.from_checkpoint(ckpt), target, out_dir, source_sha256)
+    from edgebci.compile.sources import import_checkpoint
+    relax_mod, spec = import_checkpoint(ckpt)
+    return compile_program(relax_mod, spec, target, out_dir, source_sha256)
 
 
 def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:

@@ -118,7 +118,6 @@ def _load_onnx(path: Path, opts: GraphOptions):
 
 def load_decoder(path: str | Path, opts: GraphOptions = GraphOptions()):
     """Read a decoder file. Returns (relax module, DecoderSpec)."""
-    from edgebci.compile.importer import import_torch_module
     from edgebci.zoo import load_checkpoint
     path = Path(path)
     if path.suffix not in SUFFIXES:
@@ -130,7 +129,13 @@ def load_decoder(path: str | Path, opts: GraphOptions = GraphOptions()):
         return _load_pt2(path, opts)
     if path.suffix == ".onnx":
         return _load_onnx(path, opts)
+    return import_checkpoint(load_checkpoint(path))
+
+
+def import_checkpoint(ckpt: Checkpoint):
+    """A zoo checkpoint as (relax module, DecoderSpec): its export form traced at the window's shape."""
     import torch
-    ckpt = load_checkpoint(path)
+
+    from edgebci.compile.importer import import_torch_module
     mod = import_torch_module(checkpoint_module(ckpt), torch.zeros(1, len(ckpt.channels), ckpt.window_samples))
     return mod, DecoderSpec.from_checkpoint(ckpt)
