@@ -125,8 +125,8 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     """
     import tvm
 
-    from edgebci.compile.cdriver import (emit_frontend, emit_model_c, emit_model_h, plan_driver,
-                                         workspace_bytes)
+    from edgebci.compile.cdriver import emit_model_c, emit_model_h, plan_driver, workspace_bytes
+    from edgebci.frontend.cgen import emit_frontend
     from edgebci.compile.lower import check_kernel_symbols, lower_to_c
 
     out_dir = Path(out_dir)
@@ -143,7 +143,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     (c_dir / "ebci_model_kernels.c").write_text(lowered.kernels_c)
     (c_dir / "ebci_model.c").write_text(emit_model_c(plan, tvm.__version__))
     (c_dir / "ebci_model.h").write_text(emit_model_h(plan, spec.model_id, spec.fs_hz, workspace))
-    front_c, front_h = emit_frontend(np.asarray(spec.frontend.sos))
+    front_c, front_h = emit_frontend(spec.frontend)
     (c_dir / "ebci_frontend.c").write_text(front_c)
     (c_dir / "ebci_frontend.h").write_text(front_h)
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
