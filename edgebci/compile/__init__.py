@@ -14,7 +14,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edgebci.artifacts import read_manifest, write_manifest
 from edgebci.errors import BudgetError, ConfigError, ToolchainError
