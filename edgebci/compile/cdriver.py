@@ -33,14 +33,65 @@ class _Tensor:
 
 
 @dataclass
-class DriverPlan:
-    """What the driver does: tensors, constants, kernel calls, and the arena it needs."""
-    tensors: list[_Tensor] = field(default_factory=list)
-    consts: list[tuple[str, np.ndarray]] = field(default_factory=list)
+class StagePlan:
+    """One Relax function of the program: its parameters, outputs and kernel calls, in order.
+
+    Its intermediates live in the arena from offset 0: stages run one after another, so they share it.
+    """
+    name: str
+    params: list[_Tensor] = field(default_factory=list)
+    outputs: list[_Tensor] = field(default_factory=list)
     calls: list[tuple[str, list[_Tensor]]] = field(default_factory=list)
     arena_bytes: int = 0
-    input: _Tensor | None = None
-    output: _Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """The device-side time loop of a stepped program (see edgebci.zoo.stepped): its buffers' geometry."""
+    n_steps: int
+    seq_width: int
+    out_width: int
+    state_sizes: tuple[int, ...]      # elements per state tensor
+
+    def buffer_bytes(self) -> int:
+        """seq + two buffers per state (ping-pong) + the step output + the running total, float32."""
+        floats = self.n_steps * self.seq_width + 2 * sum(self.state_sizes) + 2 * self.out_width
+        return 4 * floats
+
+
+@dataclass
+class DriverPlan:
+    """What the driver does: tensors, constants, the stages' kernel calls, and the arena it needs.
+
+    A plain decoder is one stage, `main`: window -> logits. A stepped decoder has three, `main` (window ->
+    sequence), `step` (x_t, *state -> y_t, *state) and `readout` (mean of y_t -> logits), and a `loop`.
+    """
+    tensors: list[_Tensor] = field(default_factory=list)
+    consts: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    stages: dict[str, StagePlan] = field(default_factory=dict)
+    loop: LoopPlan | None = None
+
+    @property
+    def input(self) -> _Tensor:
+        return self.stages["main"].params[0]
+
+    @property
+    def output(self) -> _Tensor:
+        return self.stages["readout" if self.loop else "main"].outputs[0]
+
+    @property
+    def calls(self) -> list[tuple[str, list[_Tensor]]]:
+        return [c for s in self.stages.values() for c in s.calls]
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Arena bytes the stages' intermediates need (they share it)."""
+        return max(s.arena_bytes for s in self.stages.values())
+
+    @property
+    def arena_bytes(self) -> int:
+        """The whole arena: scratch, then the loop's buffers for a stepped program."""
+        return self.scratch_bytes + (_align(self.loop.buffer_bytes()) if self.loop else 0)
 
     @property
     def const_bytes(self) -> int:
@@ -51,6 +102,10 @@ class DriverPlan:
         """RAM for the static DLTensor descriptors and shape arrays (64-bit layout: an upper bound)."""
         return sum(48 + 8 * max(len(t.shape), 1) for t in self.tensors) + 16 * max(
             [len(a) for _, a in self.calls] + [1])
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 def _c_literal(dtype: str, v) -> str:
@@ -71,44 +126,96 @@ def _dl_dtype(dtype: str) -> tuple[int, int]:
     return _DLCODES[m.group(1)], int(m.group(2) or 8)
 
 
+STEPPED_STAGES = ("main", "step", "readout")
+
+
+def _stage_names(relax_mod) -> tuple[str, ...]:
+    from tvm import relax
+    names = {gv.name_hint for gv, f in relax_mod.functions.items() if isinstance(f, relax.Function)}
+    if names == {"main"}:
+        return ("main",)
+    if names == set(STEPPED_STAGES):
+        return STEPPED_STAGES
+    raise UnsupportedOpError(f"the program has Relax functions {sorted(names)}; the static driver runs either "
+                             f"`main` alone or the stepped trio {list(STEPPED_STAGES)}")
+
+
 def plan_driver(relax_mod) -> DriverPlan:
-    """Walk the lowered Relax `main` (static memory planned) into a DriverPlan."""
+    """Walk the lowered Relax functions (static memory planned) into a DriverPlan."""
+    plan = DriverPlan()
+    const_cache: dict = {}
+    for name in _stage_names(relax_mod):
+        plan.stages[name] = _plan_stage(plan, const_cache, name, relax_mod[name])
+    main = plan.stages["main"]
+    if len(main.params) != 1:
+        raise UnsupportedOpError(f"decoders take one input tensor (the window), this graph takes "
+                                 f"{len(main.params)}; export the model with a single (1, channels, samples) input")
+    if len(plan.stages) > 1:
+        plan.loop = _plan_loop(plan)
+    elif len(main.outputs) != 1:
+        raise UnsupportedOpError(f"the decoder returns {len(main.outputs)} tensors; return one logits tensor")
+    return plan
+
+
+def _plan_loop(plan: DriverPlan) -> LoopPlan:
+    """Check that main, step and readout chain as the stepped loop expects; return its geometry."""
+    main, step, readout = (plan.stages[n] for n in STEPPED_STAGES)
+    for t in [*main.outputs, *step.params, *step.outputs, *readout.params, *readout.outputs]:
+        if t.dtype != "float32":
+            raise UnsupportedOpError(f"the stepped driver carries float32 between stages, got {t.dtype} for {t.name}")
+    if len(main.outputs) != 1 or len(main.outputs[0].shape) != 3 or main.outputs[0].shape[0] != 1:
+        raise UnsupportedOpError(f"a stepped decoder's encoder must return one (1, n_steps, width) sequence, "
+                                 f"got {[t.shape for t in main.outputs]}")
+    _, n_steps, seq_width = main.outputs[0].shape
+    states_in, states_out = step.params[1:], step.outputs[1:]
+    if not states_in or [t.shape for t in states_in] != [t.shape for t in states_out]:
+        raise UnsupportedOpError(f"the step must take (x_t, *state) and return (y_t, *state) with the same state "
+                                 f"shapes; takes {[t.shape for t in step.params]}, returns "
+                                 f"{[t.shape for t in step.outputs]}")
+    if int(np.prod(step.params[0].shape)) != seq_width:
+        raise UnsupportedOpError(f"the step takes x_t of shape {step.params[0].shape} but the encoder's steps "
+                                 f"are {seq_width} wide")
+    out_width = int(np.prod(step.outputs[0].shape))
+    if len(readout.params) != 1 or int(np.prod(readout.params[0].shape)) != out_width or len(readout.outputs) != 1:
+        raise UnsupportedOpError(f"the readout must take the step output's mean ({out_width} values) and return "
+                                 f"the logits; takes {[t.shape for t in readout.params]}")
+    return LoopPlan(int(n_steps), int(seq_width), out_width, tuple(int(np.prod(t.shape)) for t in states_in))
+
+
+def _plan_stage(plan: DriverPlan, const_cache: dict, name: str, func) -> StagePlan:
     import tvm
     from tvm import relax
     from tvm.ir.expr import GenericConst
 
-    main = relax_mod["main"]
-    if len(main.params) != 1:
-        raise UnsupportedOpError(f"decoders take one input tensor (the window), this graph takes "
-                                 f"{len(main.params)}; export the model with a single (1, channels, samples) input")
-    plan = DriverPlan()
+    stage = StagePlan(name)
     by_var: dict = {}
     storage_offset: dict = {}
-    const_cache: dict = {}
 
     def add(var, data, shape, dtype, alias_of=None) -> _Tensor:
         label = re.sub(r"\W", "_", var.name if var is not None else "const")
-        t = _Tensor(f"ebci_t{len(plan.tensors)}_{label}", data, tuple(int(s) for s in shape), str(dtype), alias_of)
+        t = _Tensor(f"ebci_t{len(plan.tensors)}_{name}_{label}", data, tuple(int(s) for s in shape), str(dtype),
+                    alias_of)
         plan.tensors.append(t)
         if var is not None:
             by_var[var] = t
         return t
 
-    param = main.params[0]
-    plan.input = add(param, "NULL", param.ty.shape.values, param.ty.dtype)
-    for block in main.body.blocks:
+    for param in func.params:
+        if not isinstance(param.ty, relax.TensorType) or param.ty.shape is None:
+            raise UnsupportedOpError(f"{name}: parameter {param.name} is not a tensor of static shape")
+        stage.params.append(add(param, "NULL", param.ty.shape.values, param.ty.dtype))
+    for block in func.body.blocks:
         for binding in block.bindings:
             var, value = binding.var, binding.value
             if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
                 op = value.op.name
                 if op == "relax.memory.alloc_storage":
-                    nbytes = int(value.args[0].values[0])
-                    storage_offset[var] = plan.arena_bytes
-                    plan.arena_bytes += (nbytes + ALIGN - 1) // ALIGN * ALIGN
+                    storage_offset[var] = stage.arena_bytes
+                    stage.arena_bytes += _align(int(value.args[0].values[0]))
                 elif op == "relax.memory.alloc_tensor":
                     offset = storage_offset[value.args[0]] + int(value.args[1].value)
                     add(var, f"&ebci_model_arena[{offset}]", value.args[2].values, value.args[3].value)
-                elif op == "relax.builtin.alloc_tensor":     # the output: the caller's buffer
+                elif op == "relax.builtin.alloc_tensor":     # an output: the caller's buffer
                     add(var, "NULL", value.args[0].values, value.args[1].value)
                 elif op == "relax.reshape":                  # a view: same data, new shape
                     src = by_var[value.args[0]]
@@ -131,14 +238,26 @@ def plan_driver(relax_mod) -> DriverPlan:
                         args.append(const_cache[key])
                     else:
                         args.append(by_var[a])
-                plan.calls.append((value.op.name_hint, args))
+                stage.calls.append((value.op.name_hint, args))
             elif isinstance(value, relax.Var) and value in by_var:
                 by_var[var] = by_var[value]
+            elif isinstance(value, relax.Tuple) and all(f in by_var for f in value.fields):
+                by_var[var] = [by_var[f] for f in value.fields]
             else:
-                raise UnsupportedOpError(f"the lowered program has a {type(value).__name__} binding the static "
-                                         f"C driver cannot run (e.g. a tuple output); return one logits tensor")
-    plan.output = by_var[main.body.body]
-    return plan
+                raise UnsupportedOpError(f"{name}: the lowered program has a {type(value).__name__} binding the "
+                                         f"static C driver cannot run")
+    ret = func.body.body
+    if isinstance(ret, relax.Tuple):
+        outputs = [by_var[f] for f in ret.fields]
+    else:
+        outputs = by_var[ret]
+    stage.outputs = outputs if isinstance(outputs, list) else [outputs]
+    for t in stage.outputs:
+        root = t.root()
+        if any(root is p for p in stage.params) or root.data != "NULL":
+            raise UnsupportedOpError(f"{name}: output {t.name} is not computed into its own buffer (it is an input, "
+                                     f"a weight or a view of the arena); the static driver cannot return it")
+    return stage
 
 
 def workspace_bytes(kernels_c: str) -> int:
@@ -150,10 +269,78 @@ def workspace_bytes(kernels_c: str) -> int:
     return best
 
 
+def _emit_stage(stage: StagePlan, tensors: list[_Tensor]) -> list[str]:
+    """`static int ebci_stage_<name>(void *const *in, void *const *out)`: bind the buffers, call the kernels."""
+    src = [f"static int ebci_stage_{stage.name}(void *const *in, void *const *out)", "{",
+           "    TVMFFIAny ret;", "    int32_t rc;"]
+    for t in tensors:   # parameters, outputs and views of them point at the caller's buffers
+        root = t.root()
+        for i, p in enumerate(stage.params):
+            if root is p:
+                src.append(f"    {t.name}.data = in[{i}];")
+        for i, o in enumerate(stage.outputs):
+            if root is o.root():
+                src.append(f"    {t.name}.data = out[{i}];")
+    for kernel, args in stage.calls:
+        for i, t in enumerate(args):
+            src.append(f"    ebci_args[{i}].type_index = kTVMFFIDLTensorPtr; ebci_args[{i}].zero_padding = 0; "
+                       f"ebci_args[{i}].v_ptr = &{t.name};")
+        src.append(f"    rc = __tvm_ffi_{kernel}(NULL, ebci_args, {len(args)}, &ret);")
+        src.append("    if (rc != 0) return rc;")
+    src += ["    return 0;", "}", ""]
+    return src
+
+
+def _emit_loop(plan: DriverPlan, in_ctype: str, out_ctype: str) -> list[str]:
+    """ebci_model_run for a stepped program: encode, the time loop over `step` with ping-pong state, the mean,
+    the readout. The loop's buffers sit in the arena after the stages' shared scratch."""
+    loop = plan.loop
+    n_states = len(loop.state_sizes)
+    base = plan.scratch_bytes
+    src = [f"#define EBCI_LOOP_BUFFER(off) ((float *)&ebci_model_arena[{base} + (off)])"]
+    off = 0
+
+    def buffer(name: str, n: int) -> None:
+        nonlocal off
+        src.append(f"#define {name} EBCI_LOOP_BUFFER({off})")
+        off += 4 * n
+
+    buffer("EBCI_LOOP_SEQ", loop.n_steps * loop.seq_width)
+    buffer("EBCI_LOOP_Y", loop.out_width)
+    buffer("EBCI_LOOP_TOTAL", loop.out_width)
+    for i, n in enumerate(loop.state_sizes):
+        buffer(f"EBCI_LOOP_STATE{i}_A", n)
+        buffer(f"EBCI_LOOP_STATE{i}_B", n)
+    inv = _c_literal("float32", 1.0 / loop.n_steps)
+    cur = ", ".join(f"EBCI_LOOP_STATE{i}_A" for i in range(n_states))
+    nxt = ", ".join(f"EBCI_LOOP_STATE{i}_B" for i in range(n_states))
+    src += ["", f"int ebci_model_run(const {in_ctype} *input, {out_ctype} *output)", "{",
+            "    void *enc_in[1] = {(void *)input};", "    void *enc_out[1] = {EBCI_LOOP_SEQ};",
+            f"    float *cur[{n_states}] = {{{cur}}};", f"    float *nxt[{n_states}] = {{{nxt}}};",
+            f"    void *step_in[{n_states + 1}];", f"    void *step_out[{n_states + 1}];",
+            "    void *ro_in[1] = {EBCI_LOOP_TOTAL};", "    void *ro_out[1] = {output};",
+            "    int rc = ebci_stage_main(enc_in, enc_out);", "    if (rc != 0) return rc;"]
+    for i, n in enumerate(loop.state_sizes):
+        src.append(f"    memset(cur[{i}], 0, {4 * n});   /* every window starts from the resting state */")
+    src += [f"    memset(EBCI_LOOP_TOTAL, 0, {4 * loop.out_width});",
+            f"    for (int t = 0; t < {loop.n_steps}; t++) {{",
+            f"        step_in[0] = EBCI_LOOP_SEQ + t * {loop.seq_width};",
+            "        step_out[0] = EBCI_LOOP_Y;",
+            f"        for (int i = 0; i < {n_states}; i++) {{",
+            "            step_in[i + 1] = cur[i];", "            step_out[i + 1] = nxt[i];", "        }",
+            "        rc = ebci_stage_step(step_in, step_out);", "        if (rc != 0) return rc;",
+            f"        for (int k = 0; k < {loop.out_width}; k++) EBCI_LOOP_TOTAL[k] += EBCI_LOOP_Y[k];",
+            f"        for (int i = 0; i < {n_states}; i++) {{",
+            "            float *swap = cur[i]; cur[i] = nxt[i]; nxt[i] = swap;", "        }", "    }",
+            f"    for (int k = 0; k < {loop.out_width}; k++) EBCI_LOOP_TOTAL[k] *= {inv};   /* the mean over steps */",
+            "    return ebci_stage_readout(ro_in, ro_out);", "}", ""]
+    return src
+
+
 def emit_model_c(plan: DriverPlan, tvm_version: str) -> str:
     """The source of ebci_model.c."""
     src = [f"/* Generated by edgebci (TVM {tvm_version}): the model driver. No TVM runtime needed. */",
-           "#include <stdint.h>", "#include <stddef.h>", "#include <math.h>",
+           "#include <stdint.h>", "#include <stddef.h>", "#include <string.h>", "#include <math.h>",
            "#include <dlpack/dlpack.h>", '#include "tvm/ffi/c_api.h"', '#include "ebci_model.h"', "",
            f"static uint8_t ebci_model_arena[{max(plan.arena_bytes, ALIGN)}] __attribute__((aligned({ALIGN})));"]
     for cname, arr in plan.consts:
@@ -169,23 +356,18 @@ def emit_model_c(plan: DriverPlan, tvm_version: str) -> str:
         src.append(f"static int64_t {t.name}_shape[{max(len(t.shape), 1)}] = {{{dims}}};")
         src.append(f"static DLTensor {t.name} = {{ {t.data}, {{kDLCPU, 0}}, {len(t.shape)}, "
                    f"{{{code}, {bits}, 1}}, {t.name}_shape, NULL, 0 }};")
-    in_ctype, out_ctype = _CTYPES[plan.input.dtype], _CTYPES[plan.output.dtype]
     n_args = max([len(a) for _, a in plan.calls] + [1])
-    src += ["", "uint32_t ebci_model_arena_size(void) { return (uint32_t)sizeof ebci_model_arena; }", "",
-            f"int ebci_model_run(const {in_ctype} *input, {out_ctype} *output)", "{",
-            f"    static TVMFFIAny args[{n_args}];", "    TVMFFIAny ret;", "    int32_t rc;"]
-    for t in plan.tensors:   # the input, the output and views of them point at the caller's buffers
-        if t.root() is plan.input:
-            src.append(f"    {t.name}.data = (void *)input;")
-        if t.root() is plan.output.root():
-            src.append(f"    {t.name}.data = (void *)output;")
-    for kernel, args in plan.calls:
-        for i, t in enumerate(args):
-            src.append(f"    args[{i}].type_index = kTVMFFIDLTensorPtr; args[{i}].zero_padding = 0; "
-                       f"args[{i}].v_ptr = &{t.name};")
-        src.append(f"    rc = __tvm_ffi_{kernel}(NULL, args, {len(args)}, &ret);")
-        src.append("    if (rc != 0) return rc;")
-    src += ["    return 0;", "}", ""]
+    src += [f"static TVMFFIAny ebci_args[{n_args}];", "",
+            "uint32_t ebci_model_arena_size(void) { return (uint32_t)sizeof ebci_model_arena; }", ""]
+    for stage in plan.stages.values():
+        src += _emit_stage(stage, plan.tensors)
+    in_ctype, out_ctype = _CTYPES[plan.input.dtype], _CTYPES[plan.output.dtype]
+    if plan.loop is None:
+        src += [f"int ebci_model_run(const {in_ctype} *input, {out_ctype} *output)", "{",
+                "    void *in[1] = {(void *)input};", "    void *out[1] = {output};",
+                "    return ebci_stage_main(in, out);", "}", ""]
+    else:
+        src += _emit_loop(plan, in_ctype, out_ctype)
     return "\n".join(src)
 
 

@@ -19,14 +19,14 @@ def _tvm():
     return from_exported_program
 
 
-def import_torch_module(model, example_input):
-    """model : torch.nn.Module in eval mode; example_input : Tensor, shape (1, n_channels, n_samples)."""
+def import_torch_module(model, *example_inputs):
+    """model : torch.nn.Module in eval mode; example_inputs : its inputs, e.g. one (1, n_channels, n_samples)."""
     import torch
     from_exported_program = _tvm()
     try:
         with warnings.catch_warnings():   # torch 2.13's own pytree deprecation, once per export
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
-            program = torch.export.export(model, (example_input,))
+            program = torch.export.export(model, tuple(example_inputs))
     except Exception as e:
         raise UnsupportedOpError(f"torch.export could not trace the decoder: {str(e).splitlines()[0]}; "
                                  f"decoders must be traceable without data-dependent control flow") from None

@@ -133,9 +133,33 @@ def load_decoder(path: str | Path, opts: GraphOptions = GraphOptions()):
 
 
 def import_checkpoint(ckpt: Checkpoint):
-    """A zoo checkpoint as (relax module, DecoderSpec): its export form traced at the window's shape."""
+    """A zoo checkpoint as (relax module, DecoderSpec): its export form traced at the window's shape.
+
+    A recurrent family (`for_device`, see edgebci.zoo.stepped) becomes one module of three Relax functions,
+    `main` (window -> sequence), `step` and `readout`, whose time loop the generated driver runs.
+    """
     import torch
 
     from edgebci.compile.importer import import_torch_module
-    mod = import_torch_module(checkpoint_module(ckpt), torch.zeros(1, len(ckpt.channels), ckpt.window_samples))
+    model = ckpt.build_model()
+    window = torch.zeros(1, len(ckpt.channels), ckpt.window_samples)
+    if hasattr(model, "for_device"):
+        return import_stepped(model.for_device(), window), DecoderSpec.from_checkpoint(ckpt)
+    mod = import_torch_module(checkpoint_module(ckpt), window)
     return mod, DecoderSpec.from_checkpoint(ckpt)
+
+
+def import_stepped(export, window):
+    """export : edgebci.zoo.stepped.SteppedExport -> one Relax module with `main`, `step` and `readout`."""
+    import torch
+    import tvm
+
+    from edgebci.compile.importer import import_torch_module
+    examples = {"main": (export.encode, (window,)),
+                "step": (export.cell, (torch.zeros(1, export.seq_width), *(torch.zeros(s) for s in export.state_shapes))),
+                "readout": (export.readout, (torch.zeros(1, export.out_width),))}
+    funcs = {}
+    for name, (module, args) in examples.items():
+        imported = import_torch_module(module, *args)
+        funcs[tvm.ir.GlobalVar(name)] = imported["main"].with_attr("global_symbol", name)
+    return tvm.IRModule(funcs)

@@ -8,7 +8,8 @@ Training runs snntorch's `Leaky` neurons (Heaviside forward, fast-sigmoid surrog
 Deployment runs `step`: the same neuron update in plain torch ops with the membrane potentials as
 explicit tensors, so a device can loop the time steps itself. `encode`, `step` and `readout` are
 separate methods so each can be exported on its own; `for_export` chains them, unrolling the time
-loop, for a compiler that wants one graph from window to logits.
+loop, for a compiler that wants one graph from window to logits; `for_device` gives the three graphs
+(encode, step, readout) whose loop the device runs (see edgebci.zoo.stepped).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from edgebci.errors import ConfigError, missing_extra
+from edgebci.zoo.stepped import Method, SteppedExport
 
 RESETS = ("subtract", "zero")
 # for_export unrolls one step per segment; the lowered graph, and its compile time, grow with it.
@@ -190,8 +192,27 @@ class SpikingLIF(nn.Module):
         return self.readout(count)
 
     def for_export(self) -> "UnrolledSpikingLIF":
-        """Eval mode, time loop unrolled over `step`: one graph from window to logits for `compile_decoder`."""
+        """Eval mode, time loop unrolled over `step`: one graph from window to logits (ONNX, .pt2)."""
         return UnrolledSpikingLIF(self.eval()).eval()
+
+    def for_device(self) -> SteppedExport:
+        """Eval mode as three graphs (encode, one LIF step with the membranes as I/O, readout) whose time
+        loop the device runs: what `edgebci compile` uses."""
+        m, c = self.eval(), self.config
+        return SteppedExport(Method(m.encode), _SpikingCell(m), Method(m.head),
+                             tuple((1, c.n_hidden) for _ in range(c.n_layers)), c.n_steps, c.n_hidden, c.n_hidden)
+
+
+class _SpikingCell(nn.Module):
+    """(current_t, *membranes) -> (spikes of the last layer, *next membranes)."""
+
+    def __init__(self, model: SpikingLIF):
+        super().__init__()
+        self.model = model
+
+    def forward(self, current_t: torch.Tensor, *mem: torch.Tensor):
+        spikes, mem = self.model.step(current_t, mem)
+        return (spikes, *mem)
 
 
 class UnrolledSpikingLIF(nn.Module):

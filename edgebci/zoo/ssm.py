@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.zoo.blocks import require_positive
+from edgebci.zoo.stepped import Method, SteppedExport
 
 MAX_SCAN_STEPS = 64        # the scan is unrolled at compile time: more steps, more C and compile time
 LOG_POWER_FLOOR = 1e-4     # log(0) guard for a silent channel
@@ -395,3 +396,23 @@ class Mamba(nn.Module):
             x_t, s = block.step(x_t, state[:, i])
             states.append(s)
         return x_t, torch.stack(states, 1)
+
+    def for_device(self) -> SteppedExport:
+        """Eval mode as three graphs (stem, one scan step with the state as I/O, head) whose loop over the
+        log-power segments the device runs: what `edgebci compile` uses."""
+        m, c = self.eval(), self.config
+        state = (1, c.n_layers, c.d_inner, c.d_state + c.d_conv - 1)
+        return SteppedExport(Method(m.embed), _MambaCell(m), Method(m.head), (state,), c.n_steps, c.d_model,
+                             c.d_model)
+
+
+class _MambaCell(nn.Module):
+    """(x_t, state) -> (LayerNorm of the block output: the head's input before the mean, next state)."""
+
+    def __init__(self, model: Mamba):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: torch.Tensor, state: torch.Tensor):
+        y, state = self.model.step(x_t, state)
+        return self.model.norm(y), state
