@@ -25,7 +25,7 @@ import numpy as np
 
 from edgebci.errors import ConfigError, EdgebciError
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2   # 2: STREAM_START / STREAM (streaming decode), ERROR STREAM
 DELIMITER = b"\x00"
 SEQ_NONE = 0xFFFF
 FLAG_FRAMING = 0x01   # ERROR: the frame was unreadable; seq is SEQ_NONE
@@ -39,6 +39,10 @@ _WINDOW = struct.Struct("<BBH")
 _RESULT = struct.Struct("<BBHIII")
 _STATS = struct.Struct("<IIB3x")
 _ERROR = struct.Struct("<BxII")
+_STREAM_START = struct.Struct("<I")
+_STARTED = struct.Struct("<IHBBI")
+_CHUNK = struct.Struct("<IBxH")
+_STREAMR = struct.Struct("<IHBBIIIB3xIII")
 FRAME_OVERHEAD_BYTES = _HEADER.size + _CRC.size
 _INFO_STRINGS = ("board", "cpu", "build", "model_id")
 
@@ -46,10 +50,14 @@ _INFO_STRINGS = ("board", "cpu", "build", "model_id")
 class MsgType(IntEnum):
     HELLO = 0x01
     WINDOW = 0x02
+    STREAM_START = 0x03
+    STREAM = 0x04
     STATS = 0x05
     ERROR = 0x7F
     INFO = 0x81
     RESULT = 0x82
+    STARTED = 0x83
+    STREAMR = 0x84
     STATSR = 0x85
 
 
@@ -65,6 +73,7 @@ class ErrorCode(IntEnum):
     MODEL = 8
     WORKSPACE = 9
     FAULT = 10
+    STREAM = 11   # STREAM before STREAM_START, or a chunk that does not continue the stream
 
 
 class TimerSource(IntEnum):
@@ -107,7 +116,7 @@ def _code_or_int(value: int) -> ErrorCode | int:
 
 
 def reply_type(msg_type: int) -> int:
-    """The reply type for a request type: HELLO -> INFO, WINDOW -> RESULT, STATS -> STATSR."""
+    """The reply type for a request type: HELLO -> INFO, WINDOW -> RESULT, STREAM -> STREAMR, ..."""
     return msg_type | REPLY_BIT
 
 
@@ -325,6 +334,10 @@ class DeviceError:
             return f"SHAPE (got n_ch {self.detail & 0xFF}, n_samp {self.detail >> 8})"
         if self.code == ErrorCode.MODEL:
             return f"MODEL (ebci_model_run returned {self.detail - (1 << 32) if self.detail >> 31 else self.detail})"
+        if self.code == ErrorCode.STREAM:
+            if self.detail == 0xFFFFFFFF:
+                return "STREAM (no stream started: send STREAM_START first)"
+            return f"STREAM (the chunk does not continue the stream: the device expects sample {self.detail} next)"
         if self.code == ErrorCode.WORKSPACE:
             if self.detail == 0:
                 return "WORKSPACE (a kernel freed workspace out of LIFO order)"
@@ -364,11 +377,102 @@ def unpack_window(body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype="<i2", offset=_WINDOW.size).reshape(n_samp, n_ch).astype(np.int16)
 
 
-def decode_body(frame: Frame) -> DeviceInfo | WindowResult | DeviceStats | DeviceError | np.ndarray | bytes:
-    """The typed body of a frame; the raw bytes for types without a body layout (HELLO, STATS)."""
+@dataclass(frozen=True)
+class StreamStarted:
+    """STARTED: the device's stream geometry (filter at rest, ring empty, sample counter 0)."""
+    hop_samples: int
+    n_samp: int          # window
+    n_ch: int
+    in_shift: int        # fractional bits of the filter output (uV * 2^in_shift)
+    ring_bytes: int
+
+    def to_body(self) -> bytes:
+        return _STARTED.pack(self.hop_samples, self.n_samp, self.n_ch, self.in_shift, self.ring_bytes)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> StreamStarted:
+        _check_size(body, _STARTED.size, "STARTED")
+        return cls(*_STARTED.unpack(body))
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """STREAMR: one chunk filtered, and the decision when a window closed in it.
+
+    filter_crc : zlib.crc32 of the chunk's filter output, int32 LE [n_samp][n_ch]
+    end_sample : the decided window is stream samples [end_sample - window, end_sample)
+    ticks      : timer ticks spent filtering the chunk (and running the model when decided)
+    """
+    first_sample: int
+    n_samp: int
+    decided: bool
+    filter_crc: int
+    n_saturated: int
+    end_sample: int
+    cls: int
+    ticks: int
+    stack_used: int
+    scores: tuple[float, ...]
+
+    def to_body(self) -> bytes:
+        n = len(self.scores)
+        return (_STREAMR.pack(self.first_sample, self.n_samp, int(self.decided), n, self.filter_crc,
+                              self.n_saturated, self.end_sample, self.cls, self.ticks & 0xFFFFFFFF, self.ticks >> 32,
+                              self.stack_used) + struct.pack(f"<{n}f", *self.scores))
+
+    @classmethod
+    def from_body(cls, body: bytes) -> StreamResult:
+        _check_size(body, _STREAMR.size, "STREAMR", exact=False)
+        first, n_samp, decided, n, crc, sat, end, klass, lo, hi, stack_used = _STREAMR.unpack_from(body)
+        _check_size(body, _STREAMR.size + 4 * n, f"STREAMR with {n} classes")
+        return cls(first, n_samp, bool(decided), crc, sat, end, klass, lo | hi << 32, stack_used,
+                   struct.unpack_from(f"<{n}f", body, _STREAMR.size))
+
+
+def pack_stream_start(hop_samples: int) -> bytes:
+    """STREAM_START body: a decision every hop_samples samples."""
+    if not 1 <= int(hop_samples) <= 0xFFFFFFFF:
+        raise ConfigError(f"hop_samples must be 1..{0xFFFFFFFF}, got {hop_samples}")
+    return _STREAM_START.pack(int(hop_samples))
+
+
+def unpack_stream_start(body: bytes) -> int:
+    _check_size(body, _STREAM_START.size, "STREAM_START")
+    return _STREAM_START.unpack(body)[0]
+
+
+def pack_chunk(first_sample: int, x: np.ndarray) -> bytes:
+    """STREAM body: x : ndarray, shape (n_samp, n_ch), int16 uV, sample-major; first_sample is the
+    stream index of its first row (the device refuses a chunk that does not continue the stream)."""
+    window = pack_window(x)   # same checks and sample layout as a WINDOW
+    if not 0 <= int(first_sample) <= 0xFFFFFFFF:
+        raise ConfigError(f"first_sample must be 0..{0xFFFFFFFF}, got {first_sample}")
+    n_samp, n_ch = x.shape
+    return _CHUNK.pack(int(first_sample), n_ch, n_samp) + window[_WINDOW.size:]
+
+
+def unpack_chunk(body: bytes) -> tuple[int, np.ndarray]:
+    """Inverse of pack_chunk: (first_sample, int16 ndarray of shape (n_samp, n_ch))."""
+    _check_size(body, _CHUNK.size, "STREAM", exact=False)
+    first, n_ch, n_samp = _CHUNK.unpack_from(body)
+    _check_size(body, _CHUNK.size + 2 * n_ch * n_samp, f"STREAM chunk of {n_ch} x {n_samp} samples")
+    x = np.frombuffer(body, dtype="<i2", offset=_CHUNK.size).reshape(n_samp, n_ch).astype(np.int16)
+    return first, x
+
+
+def decode_body(frame: Frame):
+    """The typed body of a frame; the raw bytes for types without a body layout (HELLO, STATS).
+
+    WINDOW gives an int16 ndarray, STREAM (first_sample, ndarray), STREAM_START the hop in samples.
+    """
     if frame.type == MsgType.ERROR:
         return DeviceError.from_frame(frame)
     if frame.type == MsgType.WINDOW:
         return unpack_window(frame.body)
-    parser = {MsgType.INFO: DeviceInfo, MsgType.RESULT: WindowResult, MsgType.STATSR: DeviceStats}.get(frame.type)
+    if frame.type == MsgType.STREAM:
+        return unpack_chunk(frame.body)
+    if frame.type == MsgType.STREAM_START:
+        return unpack_stream_start(frame.body)
+    parser = {MsgType.INFO: DeviceInfo, MsgType.RESULT: WindowResult, MsgType.STATSR: DeviceStats,
+              MsgType.STARTED: StreamStarted, MsgType.STREAMR: StreamResult}.get(frame.type)
     return parser.from_body(frame.body) if parser else frame.body

@@ -1,8 +1,10 @@
-/* One decode: int16 window -> float32 Bessel biquads -> ebci_model_run -> scores.
+/* Decoding: int16 samples -> fixed-point Bessel biquads -> ebci_model_run -> scores.
  *
- * The front end runs here, in float32 direct form II transposed, sample by sample, rather than
- * inside the generated model: it is causal and streaming by nature (one multiply-add chain per
- * sample and channel), and keeping it out of the graph keeps the model input a plain buffer.
+ * The front end runs here, sample by sample, rather than inside the generated model: it is causal
+ * and streaming by nature, and keeping it out of the graph keeps the model input a plain buffer.
+ * Window mode filters each window from rest (exactly the training path's zero state); stream mode
+ * keeps its own filter state and a ring of filtered samples, so a WINDOW request in the middle of
+ * a stream does not disturb it.
  */
 #include <string.h>
 
@@ -10,42 +12,46 @@
 #include "ebci_model.h"
 
 #include "ebci/ebci_decoder.h"
+#include "ebci/ebci_filter.h"
 #include "ebci/ebci_tvm_shim.h"
+
+#define EBCI_FILTER_WORDS (EBCI_MODEL_N_CH * EBCI_FRONTEND_N_SECTIONS * EBCI_FILTER_STATE_WORDS)
 
 /* The model input, channel-major as ebci_model_run expects. */
 static float g_input[EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP];
-/* Two DF2T delay elements per section and channel. */
-static float g_state[EBCI_MODEL_N_CH][EBCI_FRONTEND_N_SECTIONS][2];
+static int32_t g_window_state[EBCI_FILTER_WORDS];
+static ebci_filter_t g_window_filter;
 static uint32_t g_error_detail;
 
-/* Push one sample through one channel's cascade. Rows are scipy sos rows b0 b1 b2 a0 a1 a2
- * with a0 == 1 (the compiler normalises them). */
-static inline float filter_push(float (*z)[2], float x)
-{
-    for (int k = 0; k < EBCI_FRONTEND_N_SECTIONS; k++) {
-        const float *s = ebci_frontend_sos[k];
-        float y = s[0] * x + z[k][0];
-        z[k][0] = s[1] * x - s[4] * y + z[k][1];
-        z[k][1] = s[2] * x - s[5] * y;
-        x = y;
-    }
-    return x;
-}
+static struct {
+    ebci_filter_t filter;
+    int32_t state[EBCI_FILTER_WORDS];
+    int32_t ring[EBCI_MODEL_N_SAMP][EBCI_MODEL_N_CH];   /* filtered; sample i at row i % n_samp */
+    uint32_t n_samples;                                 /* pushed since the start */
+    uint32_t hop;                                       /* 0: no stream started */
+} g_stream;
+
+/* The fixed-point output as the model's float input: exact for |y| < 2^24, rounded above. */
+static const float k_out_scale = 1.0f / (float)(1L << EBCI_FRONTEND_IN_SHIFT);
 
 void ebci_decoder_filter(const int16_t *x_interleaved, float *out)
 {
-    memset(g_state, 0, sizeof g_state);   /* every window starts from rest, like the reference */
+    if (g_window_filter.design == NULL) {   /* the design is a constant: binding it cannot fail */
+        (void)ebci_filter_init(&g_window_filter, &ebci_frontend_design, EBCI_MODEL_N_CH, g_window_state,
+                               EBCI_FILTER_WORDS);
+    }
+    ebci_filter_reset(&g_window_filter);   /* every window starts from rest, like the training path */
     for (int t = 0; t < EBCI_MODEL_N_SAMP; t++) {
         const int16_t *row = x_interleaved + (size_t)t * EBCI_MODEL_N_CH;
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
-            out[(size_t)c * EBCI_MODEL_N_SAMP + (size_t)t] = filter_push(g_state[c], (float)row[c]);
+            int32_t y = ebci_filter_push_one(&g_window_filter, c, row[c]);
+            out[(size_t)c * EBCI_MODEL_N_SAMP + (size_t)t] = (float)y * k_out_scale;
         }
     }
 }
 
-ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores)
+static ebci_status_t run_model(float *scores)
 {
-    ebci_decoder_filter(x_interleaved, &g_input[0][0]);
     ebci_workspace_reset();
     int rc = ebci_model_run(&g_input[0][0], scores);
     ebci_status_t shim = ebci_workspace_status();
@@ -59,6 +65,89 @@ ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores)
     }
     g_error_detail = 0;
     return EBCI_OK;
+}
+
+ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores)
+{
+    ebci_decoder_filter(x_interleaved, &g_input[0][0]);
+    return run_model(scores);
+}
+
+ebci_status_t ebci_stream_start(uint32_t hop_samples)
+{
+    if (hop_samples == 0u) {
+        return EBCI_ERR_ARG;
+    }
+    (void)ebci_filter_init(&g_stream.filter, &ebci_frontend_design, EBCI_MODEL_N_CH, g_stream.state,
+                           EBCI_FILTER_WORDS);
+    g_stream.n_samples = 0;
+    g_stream.hop = hop_samples;
+    return EBCI_OK;
+}
+
+/* The ring's last n_samp samples, oldest first, as the model's channel-major float input. */
+static void unroll_ring(void)
+{
+    uint32_t first = g_stream.n_samples % EBCI_MODEL_N_SAMP;   /* oldest row once the ring is full */
+    for (uint32_t t = 0; t < EBCI_MODEL_N_SAMP; t++) {
+        const int32_t *row = g_stream.ring[(first + t) % EBCI_MODEL_N_SAMP];
+        for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
+            g_input[c][t] = (float)row[c] * k_out_scale;
+        }
+    }
+}
+
+ebci_status_t ebci_stream_push(const int16_t *x_interleaved, uint32_t n, float *scores, int *decided,
+                               uint32_t *end_sample)
+{
+    *decided = 0;
+    *end_sample = 0;
+    if (g_stream.hop == 0u) {
+        return EBCI_ERR_STREAM;
+    }
+    if (n == 0u || n > g_stream.hop || n > (uint32_t)EBCI_MODEL_N_SAMP) {
+        return EBCI_ERR_SHAPE;
+    }
+    ebci_status_t status = EBCI_OK;
+    for (uint32_t t = 0; t < n; t++) {
+        int32_t *dst = g_stream.ring[g_stream.n_samples % EBCI_MODEL_N_SAMP];
+        const int16_t *src = x_interleaved + (size_t)t * EBCI_MODEL_N_CH;
+        for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
+            dst[c] = ebci_filter_push_one(&g_stream.filter, c, src[c]);
+        }
+        g_stream.n_samples++;
+        uint32_t got = g_stream.n_samples;
+        if (got >= (uint32_t)EBCI_MODEL_N_SAMP && (got - (uint32_t)EBCI_MODEL_N_SAMP) % g_stream.hop == 0u) {
+            unroll_ring();
+            status = run_model(scores);
+            *decided = status == EBCI_OK;
+            *end_sample = got;
+        }
+    }
+    return status;
+}
+
+uint32_t ebci_stream_n_samples(void)
+{
+    return g_stream.n_samples;
+}
+
+uint32_t ebci_stream_hop(void)
+{
+    return g_stream.hop;
+}
+
+uint32_t ebci_stream_saturated(void)
+{
+    return g_stream.hop == 0u ? 0u : g_stream.filter.n_saturated;
+}
+
+const int32_t *ebci_stream_filtered(uint32_t index)
+{
+    if (index >= g_stream.n_samples || g_stream.n_samples - index > (uint32_t)EBCI_MODEL_N_SAMP) {
+        return NULL;
+    }
+    return g_stream.ring[index % EBCI_MODEL_N_SAMP];
 }
 
 uint32_t ebci_decoder_error_detail(void)
@@ -101,3 +190,15 @@ int ebci_decoder_n_sections(void)
 {
     return EBCI_FRONTEND_N_SECTIONS;
 }
+
+int ebci_decoder_in_shift(void)
+{
+    return EBCI_FRONTEND_IN_SHIFT;
+}
+
+/* edgebci.firmware.build compiles the sources it lists (DECODER_SOURCES, DEVICE_SOURCES), which do
+ * not name ebci_filter.c yet: until they do, the filter is built as part of this translation unit.
+ * When ebci_filter.c joins those lists, build with -DEBCI_FILTER_OWN_UNIT (or delete these lines). */
+#ifndef EBCI_FILTER_OWN_UNIT
+#include "ebci_filter.c"
+#endif

@@ -5,8 +5,17 @@
  * with tests/data/make_golden_frames.py: the golden frames are decoded by both test suites.
  *
  * Portable: the board comes in through ebci/ebci_hal.h. Requests are served from a table, so a
- * new message (streaming) is one handler and one row in k_handlers.
+ * new message is one handler and one row in k_handlers.
+ *
+ * Streaming keeps the link's stop-and-wait: the host retransmits a chunk with the same seq when a
+ * reply is lost, so the device answers a repeat of the chunk it just filtered from a copy of its
+ * reply (filtering it twice would corrupt the filter state), and refuses any other chunk that does
+ * not start at the next sample (ERROR STREAM, detail = the sample it expects): no sample is lost
+ * or doubled without the host knowing.
  */
+#include <string.h>
+
+#include "ebci_frontend.h"
 #include "ebci_model.h"
 
 #include "ebci/ebci_decoder.h"
@@ -19,7 +28,7 @@
 #define EBCI_BUILD "unknown"
 #endif
 
-#if EBCI_MODEL_N_CH > 255 || EBCI_MODEL_N_CLASSES > 255 || EBCI_MODEL_N_SAMP > 65535
+#if EBCI_MODEL_N_CH > 255 || EBCI_MODEL_N_CLASSES > 255 || EBCI_MODEL_N_SAMP > 65535 || EBCI_FRONTEND_IN_SHIFT > 255
 #error "the WINDOW and RESULT headers carry n_ch and n_classes in a u8 and n_samp in a u16"
 #endif
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -27,15 +36,23 @@
 #endif
 
 #define EBCI_MAX(a, b) ((a) > (b) ? (a) : (b))
-/* The receive buffer holds exactly one WINDOW frame as COBS bytes; it is decoded in place. */
-#define EBCI_RX_MAX_BYTES \
-    EBCI_COBS_MAX_BYTES(EBCI_FRAME_OVERHEAD_BYTES + EBCI_WINDOW_BODY_BYTES(EBCI_MODEL_N_CH, EBCI_MODEL_N_SAMP))
+/* The receive buffer holds exactly one WINDOW frame, or one STREAM chunk of a whole window, as
+ * COBS bytes; it is decoded in place. */
+#define EBCI_RX_BODY_MAX_BYTES \
+    EBCI_MAX(EBCI_WINDOW_BODY_BYTES(EBCI_MODEL_N_CH, EBCI_MODEL_N_SAMP), \
+             EBCI_CHUNK_BODY_BYTES(EBCI_MODEL_N_CH, EBCI_MODEL_N_SAMP))
+#define EBCI_RX_MAX_BYTES EBCI_COBS_MAX_BYTES(EBCI_FRAME_OVERHEAD_BYTES + EBCI_RX_BODY_MAX_BYTES)
 #define EBCI_RESULT_MAX_BYTES (EBCI_RESULT_FIXED_BYTES + 4u * EBCI_MODEL_N_CLASSES)
+#define EBCI_STREAMR_MAX_BYTES (EBCI_STREAMR_FIXED_BYTES + 4u * EBCI_MODEL_N_CLASSES)
 #define EBCI_STATS_MAX_BYTES (EBCI_STATS_FIXED_BYTES + 4u * EBCI_ERROR_CODE_COUNT)
-#define EBCI_TX_BODY_MAX_BYTES EBCI_MAX(EBCI_INFO_MAX_BYTES, EBCI_MAX(EBCI_RESULT_MAX_BYTES, EBCI_STATS_MAX_BYTES))
+#define EBCI_TX_BODY_MAX_BYTES \
+    EBCI_MAX(EBCI_MAX(EBCI_INFO_MAX_BYTES, EBCI_STREAMR_MAX_BYTES), EBCI_MAX(EBCI_RESULT_MAX_BYTES, EBCI_STATS_MAX_BYTES))
+#define EBCI_NO_STREAM 0xFFFFFFFFu
 
 _Static_assert((EBCI_FRAME_HEADER_BYTES + EBCI_WINDOW_HEADER_BYTES) % 2u == 0u,
                "WINDOW samples must land 2-byte aligned in the receive buffer");
+_Static_assert((EBCI_FRAME_HEADER_BYTES + EBCI_STREAM_HEADER_BYTES) % 2u == 0u,
+               "STREAM samples must land 2-byte aligned in the receive buffer");
 
 /* Declared as int16 so the samples, which land at an even offset after the in-place COBS
  * decode, are read through their own type: no copy of the window, no aliasing games. */
@@ -44,6 +61,14 @@ static uint8_t *const g_rx = (uint8_t *)g_rx_store;
 static uint8_t g_tx_body[EBCI_TX_BODY_MAX_BYTES];
 static uint8_t g_tx_wire[EBCI_FRAME_WIRE_MAX_BYTES(EBCI_TX_BODY_MAX_BYTES)];
 static float g_scores[EBCI_MODEL_N_CLASSES];
+
+/* The last STREAMR, to answer a retransmitted chunk without filtering it twice. */
+static struct {
+    uint32_t first_sample;
+    uint16_t n_samp;
+    size_t len;           /* 0: nothing to repeat */
+    uint8_t body[EBCI_STREAMR_MAX_BYTES];
+} g_last_chunk;
 
 static struct {
     size_t n_rx;          /* bytes buffered for the current frame */
@@ -135,6 +160,103 @@ static ebci_status_t handle_window(const ebci_frame_t *req, size_t *body_len, ui
     return ebci_result_pack(&result, g_tx_body, sizeof g_tx_body, body_len);
 }
 
+static ebci_status_t handle_stream_start(const ebci_frame_t *req, size_t *body_len, uint32_t *detail)
+{
+    uint32_t hop = 0;
+    ebci_status_t status = ebci_stream_start_unpack(req->body, req->len, &hop, detail);
+    if (status != EBCI_OK) {
+        return status;
+    }
+    if (ebci_stream_start(hop) != EBCI_OK) {
+        *detail = hop;
+        return EBCI_ERR_SHAPE;
+    }
+    g_last_chunk.len = 0;
+    ebci_started_t started = {
+        .hop_samples = hop,
+        .n_samp = EBCI_MODEL_N_SAMP,
+        .n_ch = EBCI_MODEL_N_CH,
+        .in_shift = EBCI_FRONTEND_IN_SHIFT,
+        .ring_bytes = (uint32_t)(sizeof(int32_t) * EBCI_MODEL_N_CH * EBCI_MODEL_N_SAMP),
+    };
+    return ebci_started_pack(&started, g_tx_body, sizeof g_tx_body, body_len);
+}
+
+/* crc32 of the filter output of stream samples [first, first + n), int32 LE [n][n_ch]. */
+static uint32_t filtered_crc(uint32_t first, uint32_t n)
+{
+    uint32_t crc = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t *row = ebci_stream_filtered(first + i);   /* n <= window: every row is in the ring */
+        if (row != NULL) {
+            crc = ebci_crc32_update(crc, (const uint8_t *)row, sizeof(int32_t) * EBCI_MODEL_N_CH);
+        }
+    }
+    return crc;
+}
+
+static ebci_status_t handle_stream(const ebci_frame_t *req, size_t *body_len, uint32_t *detail)
+{
+    ebci_chunk_t chunk;
+    ebci_status_t status = ebci_chunk_unpack(req->body, req->len, &chunk, detail);
+    if (status != EBCI_OK) {
+        return status;
+    }
+    if (ebci_stream_hop() == 0u) {
+        *detail = EBCI_NO_STREAM;
+        return EBCI_ERR_STREAM;
+    }
+    uint32_t next = ebci_stream_n_samples();
+    if (g_last_chunk.len != 0 && chunk.first_sample == g_last_chunk.first_sample &&
+        chunk.n_samp == g_last_chunk.n_samp && next == chunk.first_sample + chunk.n_samp) {
+        memcpy(g_tx_body, g_last_chunk.body, g_last_chunk.len);   /* our reply was lost: repeat it */
+        *body_len = g_last_chunk.len;
+        return EBCI_OK;
+    }
+    if (chunk.first_sample != next) {
+        *detail = next;
+        return EBCI_ERR_STREAM;
+    }
+    if (chunk.n_ch != EBCI_MODEL_N_CH || chunk.n_samp == 0u || chunk.n_samp > ebci_stream_hop() ||
+        chunk.n_samp > EBCI_MODEL_N_SAMP) {
+        *detail = (uint32_t)chunk.n_ch | ((uint32_t)chunk.n_samp << 8);
+        return EBCI_ERR_SHAPE;
+    }
+    const int16_t *x = (const int16_t *)(const void *)chunk.samples_le;
+    int decided = 0;
+    uint32_t end_sample = 0;
+    ebci_ticks_reset();
+    uint64_t t0 = ebci_ticks_read();
+    status = ebci_stream_push(x, chunk.n_samp, g_scores, &decided, &end_sample);
+    uint64_t t1 = ebci_ticks_read();
+    g_last_chunk.len = 0;
+    if (status != EBCI_OK) {
+        *detail = ebci_decoder_error_detail();
+        return status;
+    }
+    ebci_stream_result_t result = {
+        .first_sample = chunk.first_sample,
+        .n_samp = chunk.n_samp,
+        .decided = (uint8_t)decided,
+        .n_classes = EBCI_MODEL_N_CLASSES,
+        .filter_crc = filtered_crc(chunk.first_sample, chunk.n_samp),
+        .n_saturated = ebci_stream_saturated(),
+        .end_sample = end_sample,
+        .cls = decided ? (uint8_t)ebci_scores_argmax(g_scores, EBCI_MODEL_N_CLASSES) : 0u,
+        .ticks = t1 - t0,
+        .stack_used = ebci_stack_used(),
+        .scores = decided ? g_scores : NULL,
+    };
+    status = ebci_stream_result_pack(&result, g_tx_body, sizeof g_tx_body, body_len);
+    if (status == EBCI_OK) {
+        memcpy(g_last_chunk.body, g_tx_body, *body_len);
+        g_last_chunk.len = *body_len;
+        g_last_chunk.first_sample = chunk.first_sample;
+        g_last_chunk.n_samp = chunk.n_samp;
+    }
+    return status;
+}
+
 static ebci_status_t handle_stats(const ebci_frame_t *req, size_t *body_len, uint32_t *detail)
 {
     ebci_stats_t stats = {
@@ -155,6 +277,8 @@ static const struct {
 } k_handlers[] = {
     { EBCI_MSG_HELLO, EBCI_MSG_INFO, handle_hello },
     { EBCI_MSG_WINDOW, EBCI_MSG_RESULT, handle_window },
+    { EBCI_MSG_STREAM_START, EBCI_MSG_STARTED, handle_stream_start },
+    { EBCI_MSG_STREAM, EBCI_MSG_STREAMR, handle_stream },
     { EBCI_MSG_STATS, EBCI_MSG_STATSR, handle_stats },
 };
 

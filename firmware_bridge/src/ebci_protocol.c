@@ -125,3 +125,73 @@ ebci_status_t ebci_window_unpack(const uint8_t *body, size_t len, ebci_window_t 
     window->samples_le = body + EBCI_WINDOW_HEADER_BYTES;
     return EBCI_OK;
 }
+
+ebci_status_t ebci_started_pack(const ebci_started_t *started, uint8_t *out, size_t cap, size_t *n_out)
+{
+    if (cap < EBCI_STARTED_BYTES) {
+        return EBCI_ERR_ARG;
+    }
+    ebci_wr32(out, started->hop_samples);
+    ebci_wr16(out + 4, started->n_samp);
+    out[6] = started->n_ch;
+    out[7] = started->in_shift;
+    ebci_wr32(out + 8, started->ring_bytes);
+    return body_done(EBCI_STARTED_BYTES, cap, n_out);
+}
+
+ebci_status_t ebci_stream_result_pack(const ebci_stream_result_t *result, uint8_t *out, size_t cap, size_t *n_out)
+{
+    size_t n = EBCI_STREAMR_FIXED_BYTES + 4u * result->n_classes;
+    if (n > cap) {
+        return EBCI_ERR_ARG;
+    }
+    ebci_wr32(out, result->first_sample);
+    ebci_wr16(out + 4, result->n_samp);
+    out[6] = result->decided;
+    out[7] = result->n_classes;
+    ebci_wr32(out + 8, result->filter_crc);
+    ebci_wr32(out + 12, result->n_saturated);
+    ebci_wr32(out + 16, result->end_sample);
+    out[20] = result->cls;
+    out[21] = out[22] = out[23] = 0;
+    ebci_wr32(out + 24, (uint32_t)result->ticks);
+    ebci_wr32(out + 28, (uint32_t)(result->ticks >> 32));
+    ebci_wr32(out + 32, result->stack_used);
+    for (uint8_t k = 0; k < result->n_classes; k++) {
+        uint32_t bits = 0;
+        if (result->scores != NULL) {
+            memcpy(&bits, &result->scores[k], sizeof bits);
+        }
+        ebci_wr32(out + EBCI_STREAMR_FIXED_BYTES + 4u * k, bits);
+    }
+    return body_done(n, cap, n_out);
+}
+
+ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint32_t *detail)
+{
+    if (len != EBCI_STREAM_START_BYTES) {
+        *detail = (uint32_t)len;
+        return EBCI_ERR_SHAPE;
+    }
+    *hop = ebci_rd32(body);
+    return EBCI_OK;
+}
+
+ebci_status_t ebci_chunk_unpack(const uint8_t *body, size_t len, ebci_chunk_t *chunk, uint32_t *detail)
+{
+    if (len < EBCI_STREAM_HEADER_BYTES) {
+        *detail = (uint32_t)len;
+        return EBCI_ERR_SHAPE;
+    }
+    uint8_t n_ch = body[4];
+    uint16_t n_samp = ebci_rd16(body + 6);
+    *detail = (uint32_t)n_ch | ((uint32_t)n_samp << 8);
+    if (len != EBCI_CHUNK_BODY_BYTES(n_ch, n_samp)) {
+        return EBCI_ERR_SHAPE;
+    }
+    chunk->first_sample = ebci_rd32(body);
+    chunk->n_ch = n_ch;
+    chunk->n_samp = n_samp;
+    chunk->samples_le = body + EBCI_STREAM_HEADER_BYTES;
+    return EBCI_OK;
+}

@@ -219,9 +219,90 @@ static int check_window(const golden_t *g, const uint8_t *body, size_t len)
     return 0;
 }
 
+static int check_stream_start(const golden_t *g, const uint8_t *body, size_t len)
+{
+    uint32_t hop = 0, detail = 0;
+    if (ebci_stream_start_unpack(body, len, &hop, &detail) != EBCI_OK || hop != (uint32_t)field_int(g, "hop_samples")) {
+        return report(g, "STREAM_START unpacked hop %u, golden %lld", (unsigned)hop, field_int(g, "hop_samples"));
+    }
+    if (ebci_stream_start_unpack(body, len - 1, &hop, &detail) != EBCI_ERR_SHAPE) {
+        return report(g, "a STREAM_START body one byte short was not rejected as SHAPE");
+    }
+    return 0;
+}
+
+static int check_chunk(const golden_t *g, const uint8_t *body, size_t len)
+{
+    long long samples[MAX_LIST];
+    size_t n_samples = parse_list(field(g, "samples"), samples);
+    ebci_chunk_t chunk;
+    uint32_t detail = 0;
+    if (ebci_chunk_unpack(body, len, &chunk, &detail) != EBCI_OK) {
+        return report(g, "ebci_chunk_unpack rejected the body (detail %u)", (unsigned)detail);
+    }
+    if (chunk.first_sample != (uint32_t)field_int(g, "first_sample") || chunk.n_ch != field_int(g, "n_ch") ||
+        chunk.n_samp != field_int(g, "n_samp") || (size_t)chunk.n_ch * chunk.n_samp != n_samples) {
+        return report(g, "chunk header (%u, %u x %u) differs from the golden fields", (unsigned)chunk.first_sample,
+                      chunk.n_ch, chunk.n_samp);
+    }
+    for (size_t i = 0; i < n_samples; i++) {
+        if ((int16_t)ebci_rd16(chunk.samples_le + 2 * i) != samples[i]) {
+            return report(g, "sample %zu differs from golden %lld", i, samples[i]);
+        }
+    }
+    if (ebci_chunk_unpack(body, len - 1, &chunk, &detail) != EBCI_ERR_SHAPE) {
+        return report(g, "a chunk body one byte short was not rejected as SHAPE");
+    }
+    return 0;
+}
+
+static int check_started(const golden_t *g, const uint8_t *body, size_t len)
+{
+    ebci_started_t started = { (uint32_t)field_int(g, "hop_samples"), (uint16_t)field_int(g, "n_samp"),
+                               (uint8_t)field_int(g, "n_ch"), (uint8_t)field_int(g, "in_shift"),
+                               (uint32_t)field_int(g, "ring_bytes") };
+    uint8_t out[EBCI_STARTED_BYTES];
+    size_t n = 0;
+    if (ebci_started_pack(&started, out, sizeof out, &n) != EBCI_OK) {
+        return report(g, "ebci_started_pack failed");
+    }
+    return same_bytes(g, "packed STARTED body", out, n, body, len);
+}
+
+static int check_stream_result(const golden_t *g, const uint8_t *body, size_t len)
+{
+    long long bits[MAX_LIST];
+    float scores[MAX_LIST];
+    size_t n_scores = parse_list(field(g, "scores_bits"), bits);
+    for (size_t k = 0; k < n_scores; k++) {
+        uint32_t b = (uint32_t)bits[k];
+        memcpy(&scores[k], &b, sizeof b);
+    }
+    ebci_stream_result_t result = {
+        (uint32_t)field_int(g, "first_sample"), (uint16_t)field_int(g, "n_samp"), (uint8_t)field_int(g, "decided"),
+        (uint8_t)field_int(g, "n_classes"), (uint32_t)field_int(g, "filter_crc"),
+        (uint32_t)field_int(g, "n_saturated"), (uint32_t)field_int(g, "end_sample"), (uint8_t)field_int(g, "cls"),
+        (uint64_t)field_int(g, "ticks"), (uint32_t)field_int(g, "stack_used"), scores,
+    };
+    uint8_t out[MAX_BYTES];
+    size_t n = 0;
+    if ((size_t)result.n_classes != n_scores || ebci_stream_result_pack(&result, out, sizeof out, &n) != EBCI_OK) {
+        return report(g, "ebci_stream_result_pack failed");
+    }
+    return same_bytes(g, "packed STREAMR body", out, n, body, len);
+}
+
 static int check_body(const golden_t *g, uint8_t type, const uint8_t *body, size_t len)
 {
     switch (type) {
+    case EBCI_MSG_STREAM_START:
+        return check_stream_start(g, body, len);
+    case EBCI_MSG_STREAM:
+        return check_chunk(g, body, len);
+    case EBCI_MSG_STARTED:
+        return check_started(g, body, len);
+    case EBCI_MSG_STREAMR:
+        return check_stream_result(g, body, len);
     case EBCI_MSG_INFO:
         return check_info(g, body, len);
     case EBCI_MSG_RESULT:

@@ -24,8 +24,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edgebci.hil.frames import (FLAG_FATAL, FLAG_FRAMING, PROTO_VERSION, SEQ_NONE, DeviceError,  # noqa: E402
-                                DeviceInfo, DeviceStats, ErrorCode, Frame, MsgType, TimerSource, WindowResult,
-                                cobs_decode, cobs_encode, decode_body, pack_window)
+                                DeviceInfo, DeviceStats, ErrorCode, Frame, MsgType, StreamResult, StreamStarted,
+                                TimerSource, WindowResult, cobs_decode, cobs_encode, decode_body, pack_chunk,
+                                pack_stream_start, pack_window)
 
 GOLDEN_PATH = Path(__file__).with_name("golden_frames.txt")
 
@@ -50,16 +51,25 @@ def valid_frames() -> list[tuple[str, Frame]]:
     body = {
         "info": _info().to_body(),
         "result": WindowResult(1, (0.5, -1.25, 3.0e-8), (1 << 32) + 5, 720).to_body(),
-        "statsr": DeviceStats(7, 720, (1, 0, 2, 0, 3, 0, 0, 0, 0, 4)).to_body(),
+        "statsr": DeviceStats(7, 720, (1, 0, 2, 0, 3, 0, 0, 0, 0, 4, 5)).to_body(),
+        "started": StreamStarted(80, 480, 21, 15, 40320).to_body(),
+        "streamr": StreamResult(400, 80, True, 0xCAFEF00D, 3, 480, 1, (2 << 32) + 7, 724, (0.25, -2.5)).to_body(),
+        "streamr_none": StreamResult(0x01020304, 40, False, 0x00000001, 0, 0, 0, 1234, 700, (0.0, 0.0)).to_body(),
     }
     return [
         ("hello", Frame(MsgType.HELLO, 1)),
         ("stats", Frame(MsgType.STATS, 0xFFFE)),
         ("window_small", Frame(MsgType.WINDOW, 3, pack_window(_small_window()))),
         ("window_long_run", Frame(MsgType.WINDOW, 0x1234, pack_window(_long_run_window()))),
+        ("stream_start", Frame(MsgType.STREAM_START, 5, pack_stream_start(80))),
+        ("stream_chunk", Frame(MsgType.STREAM, 6, pack_chunk(0x00010203, _small_window()))),
         ("info", Frame(MsgType.INFO, 1, body["info"])),
         ("result", Frame(MsgType.RESULT, 3, body["result"])),
         ("statsr", Frame(MsgType.STATSR, 0xFFFE, body["statsr"])),
+        ("started", Frame(MsgType.STARTED, 5, body["started"])),
+        ("streamr", Frame(MsgType.STREAMR, 6, body["streamr"])),
+        ("streamr_none", Frame(MsgType.STREAMR, 7, body["streamr_none"])),
+        ("error_stream", Frame(MsgType.ERROR, 6, DeviceError(ErrorCode.STREAM, 480, 33).to_body())),
         ("error_crc", Frame(MsgType.ERROR, SEQ_NONE, DeviceError(ErrorCode.CRC, 0xDEADBEEF, 17).to_body(),
                             FLAG_FRAMING)),
         ("error_shape", Frame(MsgType.ERROR, 3, DeviceError(ErrorCode.SHAPE, 8 | 300 << 8, 5155).to_body())),
@@ -95,14 +105,27 @@ def body_fields(frame: Frame) -> dict[str, str]:
     """The decoded body as golden tokens (what the C test packs or unpacks and compares)."""
     obj = decode_body(frame)
     ints = lambda values: ",".join(str(int(v)) for v in values)  # noqa: E731
+    bits = lambda values: ",".join(f"0x{struct.unpack('<I', struct.pack('<f', s))[0]:08x}" for s in values)  # noqa: E731
+    if frame.type == MsgType.STREAM_START:
+        return {"hop_samples": str(obj)}
+    if frame.type == MsgType.STREAM:
+        first, x = obj
+        return {"first_sample": str(first), "n_ch": str(x.shape[1]), "n_samp": str(x.shape[0]),
+                "samples": ints(x.ravel())}
+    if isinstance(obj, StreamStarted):
+        return {k: str(int(v)) for k, v in vars(obj).items()}
+    if isinstance(obj, StreamResult):
+        return {"first_sample": str(obj.first_sample), "n_samp": str(obj.n_samp), "decided": str(int(obj.decided)),
+                "n_classes": str(len(obj.scores)), "filter_crc": str(obj.filter_crc),
+                "n_saturated": str(obj.n_saturated), "end_sample": str(obj.end_sample), "cls": str(obj.cls),
+                "ticks": str(obj.ticks), "stack_used": str(obj.stack_used), "scores_bits": bits(obj.scores)}
     if isinstance(obj, np.ndarray):
         return {"n_ch": str(obj.shape[1]), "n_samp": str(obj.shape[0]), "samples": ints(obj.ravel())}
     if isinstance(obj, DeviceInfo):
         return {k: str(int(v)) if not isinstance(v, str) else v for k, v in vars(obj).items()}
     if isinstance(obj, WindowResult):
-        bits = ",".join(f"0x{struct.unpack('<I', struct.pack('<f', s))[0]:08x}" for s in obj.scores)
         return {"cls": str(obj.cls), "n_classes": str(len(obj.scores)), "ticks": str(obj.ticks),
-                "stack_used": str(obj.stack_used), "scores_bits": bits}
+                "stack_used": str(obj.stack_used), "scores_bits": bits(obj.scores)}
     if isinstance(obj, DeviceStats):
         return {"frames_ok": str(obj.frames_ok), "stack_used": str(obj.stack_used),
                 "n_counters": str(len(obj.counters)), "counters": ints(obj.counters)}

@@ -14,14 +14,26 @@
  *   WINDOW 0x02: u8 n_ch, u8 reserved, u16 n_samp, int16 samples[n_samp][n_ch] (sample-major)
  *       -> RESULT 0x82: u8 class, u8 n_classes, u16 reserved, u32 ticks_lo, u32 ticks_hi,
  *          u32 stack_used, f32 scores[n_classes]
+ *   STREAM_START 0x03: u32 hop_samples
+ *       -> STARTED 0x83: u32 hop_samples, u16 n_samp (window), u8 n_ch, u8 in_shift, u32 ring_bytes
+ *       (filter at rest, ring empty, sample counter 0: a new stream)
+ *   STREAM 0x04: u32 first_sample, u8 n_ch, u8 reserved, u16 n_samp, int16 samples[n_samp][n_ch]
+ *       (1 <= n_samp <= min(hop, window); first_sample must be the next sample the device expects;
+ *        the same chunk sent again right after is answered from a copy, not filtered twice)
+ *       -> STREAMR 0x84: u32 first_sample, u16 n_samp, u8 decided, u8 n_classes, u32 filter_crc,
+ *          u32 n_saturated, u32 end_sample, u8 class, u8 reserved[3], u32 ticks_lo, u32 ticks_hi,
+ *          u32 stack_used, f32 scores[n_classes]
+ *          filter_crc: crc32 of this chunk's filter output, int32 LE [n_samp][n_ch] (uV * 2^in_shift);
+ *          decided: 1 when a window closed in this chunk (samples [end_sample - window, end_sample)),
+ *          then class and scores are the decision; ticks cover filtering the chunk and the model
  *   STATS  0x05 (empty)  -> STATSR 0x85: u32 frames_ok, u32 stack_used, u8 n_counters,
  *       u8 reserved[3], u32 counters[n_counters] (counters[i] counts ERROR code i + 1)
  *   ERROR  0x7F: u8 code, u8 reserved, u32 detail, u32 raw_len (COBS bytes the device saw
  *       before the delimiter, so the host can tell whether an error is about its own frame)
  *
  * ERROR flags: bit0 FRAMING (the frame was unreadable, seq is 0xFFFF), bit1 FATAL (FAULT: the
- * device halted). Codes are -ebci_status_t (ebci/ebci_status.h). Type codes 0x03, 0x04 and
- * 0x06..0x7E are free for later messages (streaming); an unknown type gets ERROR TYPE.
+ * device halted). Codes are -ebci_status_t (ebci/ebci_status.h). Type codes
+ * 0x06..0x7E are free for later messages; an unknown type gets ERROR TYPE.
  */
 #ifndef EBCI_PROTOCOL_H
 #define EBCI_PROTOCOL_H
@@ -31,15 +43,19 @@
 
 #include "ebci/ebci_status.h"
 
-#define EBCI_PROTO_VERSION 1u
+#define EBCI_PROTO_VERSION 2u
 
 enum {
     EBCI_MSG_HELLO = 0x01,
     EBCI_MSG_WINDOW = 0x02,
+    EBCI_MSG_STREAM_START = 0x03,
+    EBCI_MSG_STREAM = 0x04,
     EBCI_MSG_STATS = 0x05,
     EBCI_MSG_ERROR = 0x7F,
     EBCI_MSG_INFO = 0x81,
     EBCI_MSG_RESULT = 0x82,
+    EBCI_MSG_STARTED = 0x83,
+    EBCI_MSG_STREAMR = 0x84,
     EBCI_MSG_STATSR = 0x85,
 };
 #define EBCI_MSG_REPLY_BIT 0x80u
@@ -57,6 +73,10 @@ enum { EBCI_TIMER_DWT = 0, EBCI_TIMER_SYSTICK = 1, EBCI_TIMER_OS_NS = 2 };
 #define EBCI_RESULT_FIXED_BYTES 16u
 #define EBCI_STATS_FIXED_BYTES 12u
 #define EBCI_ERROR_BODY_BYTES 10u
+#define EBCI_STREAM_START_BYTES 4u
+#define EBCI_STARTED_BYTES 12u
+#define EBCI_STREAM_HEADER_BYTES 8u
+#define EBCI_STREAMR_FIXED_BYTES 36u
 
 typedef struct {
     uint8_t proto_version;
@@ -85,6 +105,35 @@ typedef struct {
 } ebci_window_t;
 
 typedef struct {
+    uint32_t hop_samples;
+    uint16_t n_samp;            /* window */
+    uint8_t n_ch;
+    uint8_t in_shift;           /* fractional bits of the filter output */
+    uint32_t ring_bytes;
+} ebci_started_t;
+
+typedef struct {
+    uint32_t first_sample;
+    uint8_t n_ch;
+    uint16_t n_samp;
+    const uint8_t *samples_le;  /* int16 LE [n_samp][n_ch], inside the received body */
+} ebci_chunk_t;
+
+typedef struct {
+    uint32_t first_sample;
+    uint16_t n_samp;
+    uint8_t decided;
+    uint8_t n_classes;
+    uint32_t filter_crc;
+    uint32_t n_saturated;
+    uint32_t end_sample;
+    uint8_t cls;
+    uint64_t ticks;
+    uint32_t stack_used;
+    const float *scores;        /* n_classes */
+} ebci_stream_result_t;
+
+typedef struct {
     uint8_t cls;
     uint8_t n_classes;
     uint64_t ticks;
@@ -111,11 +160,23 @@ ebci_status_t ebci_result_pack(const ebci_result_t *result, uint8_t *out, size_t
 ebci_status_t ebci_stats_pack(const ebci_stats_t *stats, uint8_t *out, size_t cap, size_t *n_out);
 ebci_status_t ebci_error_pack(const ebci_error_t *error, uint8_t *out, size_t cap, size_t *n_out);
 
+ebci_status_t ebci_started_pack(const ebci_started_t *started, uint8_t *out, size_t cap, size_t *n_out);
+ebci_status_t ebci_stream_result_pack(const ebci_stream_result_t *result, uint8_t *out, size_t cap, size_t *n_out);
+
+/* STREAM_START: *hop gets hop_samples; EBCI_ERR_SHAPE (detail = body length) unless 4 bytes. */
+ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint32_t *detail);
+
+/* STREAM: EBCI_ERR_SHAPE when the body is shorter than its header or its length disagrees with
+ * n_ch * n_samp; *detail then gets n_ch | n_samp << 8 (the body length if under 8 bytes). */
+ebci_status_t ebci_chunk_unpack(const uint8_t *body, size_t len, ebci_chunk_t *chunk, uint32_t *detail);
+
 /* EBCI_ERR_SHAPE when the body is shorter than its header or its length disagrees with
  * n_ch * n_samp; *detail then gets n_ch | n_samp << 8 (the body length if under 4 bytes). */
 ebci_status_t ebci_window_unpack(const uint8_t *body, size_t len, ebci_window_t *window, uint32_t *detail);
 
 /* The window's body size for n_ch x n_samp samples. */
 #define EBCI_WINDOW_BODY_BYTES(n_ch, n_samp) (EBCI_WINDOW_HEADER_BYTES + 2u * (size_t)(n_ch) * (size_t)(n_samp))
+/* A chunk's body size for n_ch x n_samp samples. */
+#define EBCI_CHUNK_BODY_BYTES(n_ch, n_samp) (EBCI_STREAM_HEADER_BYTES + 2u * (size_t)(n_ch) * (size_t)(n_samp))
 
 #endif /* EBCI_PROTOCOL_H */

@@ -26,12 +26,14 @@ typedef enum {
     EBCI_ERR_MODEL = -8,      /* ebci_model_run returned non-zero or a kernel raised an error */
     EBCI_ERR_WORKSPACE = -9,  /* a kernel asked for more workspace than reserved, or freed out of order */
     EBCI_ERR_FAULT = -10,     /* HardFault: the device halted (ERROR flags bit1 set, detail = PC) */
+    EBCI_ERR_STREAM = -11,    /* STREAM before STREAM_START, or a chunk that does not start at the next
+                                 sample the device expects (detail = that sample; 0xFFFFFFFF: no stream) */
     /* local only, never on the wire */
     EBCI_ERR_ARG = -32,       /* bad argument or output buffer too small */
 } ebci_status_t;
 
 /* Wire codes 1..EBCI_ERROR_CODE_COUNT; STATSR carries one counter per code. */
-#define EBCI_ERROR_CODE_COUNT 10u
+#define EBCI_ERROR_CODE_COUNT 11u
 
 static inline uint8_t ebci_status_wire_code(ebci_status_t status)
 {
