@@ -5,6 +5,7 @@ the board) and C in `firmware_bridge/hal/<hal>/`.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,14 @@ from edgebci.errors import ConfigError
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 KINDS = ("cortex-m", "linux")
+# How the kernels become machine code: "c" = TVM's C codegen built by the target's cc (portable, the
+# Cortex-M path); "llvm" = TVM's LLVM backend for [tvm] mtriple/mcpu, an object linked in place of the C.
+KERNEL_BACKENDS = ("c", "llvm")
+# Per-kernel TIR schedules (edgebci.compile.lower): "inline" fuses element-wise work into its
+# consumers (least RAM, the microcontroller default); "cpu" also keeps padding materialised and
+# puts the innermost output axis innermost so LLVM vectorises it (more RAM, several times faster).
+SCHEDULES = ("inline", "cpu")
+HOST_MCPU = "host"   # [tvm] mcpu = "host": the CPU this machine reports to LLVM, resolved at compile time
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,11 @@ class Target:
     qemu_machine: str | None = None
     qemu_icount_shift: int | None = None
     serial_port: str | None = None
+    kernels: str = "c"
+    schedule: str = "inline"
+    llvm_mtriple: str | None = None
+    llvm_mcpu: str | None = None
+    cuda_arch: str | None = None        # e.g. "sm_87": also compile the decoder for this NVIDIA GPU
     source: Path | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -51,6 +65,19 @@ class Target:
             raise ConfigError(f"target {self.name}: connect.qemu_icount_shift must be an integer 0..10 for an "
                               f"emulated board, got {self.qemu_icount_shift!r}; add e.g. `qemu_icount_shift = 6` "
                               f"(instruction counts need QEMU's -icount)")
+        if self.kernels not in KERNEL_BACKENDS:
+            raise ConfigError(f"target {self.name}: tvm.kernels must be one of {KERNEL_BACKENDS}, got {self.kernels!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"target {self.name}: tvm.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.kernels == "llvm" and not (self.llvm_mtriple and self.llvm_mcpu):
+            raise ConfigError(f"target {self.name}: tvm.kernels = \"llvm\" needs tvm.mtriple and tvm.mcpu (e.g. "
+                              f"mtriple = \"x86_64-linux-gnu\", mcpu = \"{HOST_MCPU}\"): without an explicit triple "
+                              f"TVM ignores the CPU and emits generic code")
+        if self.kernels == "llvm" and self.kind != "linux":
+            raise ConfigError(f"target {self.name}: tvm.kernels = \"llvm\" is for Linux targets; a {self.kind} "
+                              f"board takes the portable C kernels (kernels = \"c\")")
+        if self.cuda_arch is not None and not re.fullmatch(r"sm_\d{2,3}[a-z]?", self.cuda_arch):
+            raise ConfigError(f"target {self.name}: tvm.cuda_arch must look like \"sm_87\", got {self.cuda_arch!r}")
         if self.kind == "cortex-m" and self.qemu_machine is None and self.serial_port is None:
             raise ConfigError(f"target {self.name}: a cortex-m board needs connect.qemu_machine or "
                               f"connect.serial_port to be reachable")
@@ -59,6 +86,13 @@ class Target:
     def is_emulated(self) -> bool:
         return self.qemu_machine is not None
 
+    def resolved_mcpu(self) -> str | None:
+        """[tvm] mcpu with "host" replaced by the CPU LLVM detects on this machine (e.g. "znver4")."""
+        if self.llvm_mcpu != HOST_MCPU:
+            return self.llvm_mcpu
+        from tvm.target import codegen
+        return str(codegen.llvm_get_system_cpu())
+
     @classmethod
     def from_toml(cls, path: Path) -> "Target":
         try:
@@ -66,7 +100,7 @@ class Target:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"target file {path} is not valid TOML: {e}") from None
         try:
-            mem, comp, conn = raw["memory"], raw["compiler"], raw.get("connect", {})
+            mem, comp, conn, tvm = raw["memory"], raw["compiler"], raw.get("connect", {}), raw.get("tvm", {})
             return cls(
                 name=raw["name"], description=raw["description"], kind=raw["kind"], cpu=raw["cpu"],
                 fpu=raw.get("fpu", "none"), clock_hz=int(raw["clock_hz"]), hal=raw["hal"],
@@ -75,7 +109,9 @@ class Target:
                 ram_origin=int(mem.get("ram_origin", 0)), cc=comp["cc"], cflags=tuple(comp.get("cflags", ())),
                 hal_config=tuple(sorted((k, int(v)) for k, v in raw.get("hal_config", {}).items())),
                 qemu_machine=conn.get("qemu_machine"), qemu_icount_shift=conn.get("qemu_icount_shift"),
-                serial_port=conn.get("serial_port"), source=Path(path),
+                serial_port=conn.get("serial_port"), kernels=tvm.get("kernels", "c"),
+                schedule=tvm.get("schedule", "inline"), llvm_mtriple=tvm.get("mtriple"), llvm_mcpu=tvm.get("mcpu"),
+                cuda_arch=tvm.get("cuda_arch"), source=Path(path),
             )
         except KeyError as e:
             raise ConfigError(f"target file {path} lacks the key {e.args[0]!r}; "

@@ -6,6 +6,11 @@
 The folder holds `manifest.json`, `c/` (the decoder as C with no TVM runtime: ebci_model.[ch],
 ebci_model_kernels.c, ebci_frontend.[ch] and the TVM-FFI/DLPack headers it includes), `relax.py`
 (the lowered program, for reading) and, once built, `firmware/` and `host/`.
+
+What the target's `[tvm]` table adds: `kernels = "llvm"` also writes c/ebci_model_kernels.o (+ kernels.json),
+the same kernels compiled by TVM's LLVM backend for the target's triple and CPU, which the firmware stage
+links in place of the C (edgebci.compile.llvm); `cuda_arch` adds `cuda/`, the decoder for an NVIDIA GPU
+(edgebci.compile.cuda).
 """
 from __future__ import annotations
 
@@ -131,7 +136,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     out_dir = Path(out_dir)
     c_dir = out_dir / "c"
     c_dir.mkdir(parents=True, exist_ok=True)
-    lowered = lower_to_c(relax_mod)
+    lowered = lower_to_c(relax_mod, target.schedule)
     copy_tvm_headers(lowered.kernels_c, c_dir)
     check_kernel_symbols(lowered.kernels_c, [str(c_dir / "include")])
     plan = plan_driver(lowered.relax_mod)
@@ -146,6 +151,16 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     (c_dir / "ebci_frontend.c").write_text(front_c)
     (c_dir / "ebci_frontend.h").write_text(front_h)
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
+    for stale in (c_dir / "ebci_model_kernels.o", c_dir / "kernels.json"):
+        stale.unlink(missing_ok=True)   # a recompile for another target must not link old objects
+    kernels_info = {"backend": "c", "schedule": target.schedule}
+    if target.kernels == "llvm":
+        from edgebci.compile.llvm import build_llvm_kernels
+        kernels_info.update(backend="llvm", **build_llvm_kernels(lowered, target, c_dir).to_dict())
+    cuda_info = None
+    if target.cuda_arch:
+        from edgebci.compile.cuda import build_cuda
+        cuda_info = build_cuda(relax_mod, target, out_dir / "cuda").to_dict()
     compiled = CompiledModel(out_dir, target.name, spec.model_id, len(spec.channels), spec.window_samples,
                              len(spec.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
                              lowered.n_kernels, plan.descriptor_bytes)
@@ -159,6 +174,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
         "channels": list(spec.channels), "fs_hz": spec.fs_hz,
         "window_samples": spec.window_samples, "offset_samples": spec.offset_samples,
         "hop_samples": spec.hop_samples, "classes": list(spec.classes), "frontend": spec.frontend.to_dict(),
+        "kernels": kernels_info, **({"cuda": cuda_info} if cuda_info else {}),
     })
     check_budget(compiled, target)
     return compiled

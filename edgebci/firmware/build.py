@@ -7,10 +7,18 @@ The model folder (MODEL_C_DIR) is the compiler's contract: ebci_model.h/.c,
 ebci_model_kernels.c, ebci_frontend.h/.c and include/ (tvm/ffi/c_api.h, dlpack/dlpack.h).
 Every .c at its top level is compiled.
 
+When the model folder carries object kernels (ebci_model_kernels.o + kernels.json, written by
+edgebci.compile.llvm for a target with `[tvm] kernels = "llvm"`), a build whose compiler targets the
+object's architecture links the object in place of ebci_model_kernels.c; any other build (the x86
+host reference of a Jetson artifact, say) compiles the portable C.
+
 Cortex-M targets link with newlib (libm for the kernels' expf/tanhf/..., libc for memcpy) and
 the board's memory from its TOML, with an explicit stack section, so a model that does not fit
 fails the link and raises BudgetError with the numbers. Linux targets build a process speaking
-the protocol on stdin/stdout (hal/host).
+the protocol on stdin/stdout (hal/host); a Linux target cross-compiled for another architecture
+(aarch64 for a Jetson) also gets that architecture's libebci_decoder.so beside the process.
+Cortex-M builds also write firmware.bin (the flash image from the ELF's load addresses) for
+flashing tools that take raw binaries.
 
 The host library libebci_decoder.so holds the decoder alone (front end + model + TVM shim, no
 protocol, no HAL) and exports, from firmware_bridge/include/ebci/ebci_decoder.h:
@@ -95,8 +103,36 @@ class FirmwareImage:
         return self.ram_static_bytes + self.stack_bytes
 
 
+AARCH64_PACKAGES = "gcc-aarch64-linux-gnu qemu-user"
+
+
 def _install_hint(tool: str) -> str:
-    return ARM_PACKAGES if "arm-none-eabi" in tool else HOST_PACKAGES
+    if "arm-none-eabi" in tool:
+        return ARM_PACKAGES
+    return AARCH64_PACKAGES if "aarch64" in tool else HOST_PACKAGES
+
+
+def _sources(names) -> list[Path]:
+    return [FIRMWARE_DIR / "src" / n for n in names if (FIRMWARE_DIR / "src" / n).is_file()]
+
+
+def _machine_arch(cc: str) -> str:
+    """First field of `cc -dumpmachine`: x86_64, aarch64, arm."""
+    out = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ToolchainError(f"{cc} -dumpmachine failed: {out.stderr.strip()}")
+    return out.stdout.strip().split("-")[0]
+
+
+def _model_units(model_c_dir: Path, cc: str) -> tuple[list[Path], list[Path]]:
+    """(C sources, objects) of the model for a build with cc: the LLVM kernel object replaces
+    ebci_model_kernels.c when it was compiled for cc's architecture."""
+    from edgebci.compile.llvm import read_llvm_kernels
+    sources = sorted(model_c_dir.glob("*.c"))
+    kernels = read_llvm_kernels(model_c_dir)
+    if kernels is None or kernels.mtriple.split("-")[0] != _machine_arch(cc):
+        return sources, []
+    return [s for s in sources if s.name != "ebci_model_kernels.c"], [kernels.object_path]
 
 
 def _require_tool(tool: str, purpose: str) -> str:
@@ -127,7 +163,7 @@ def _c_string(text: str) -> str:
 def _board_defines(target: Target, cc: str) -> list[str]:
     """-D flags: the port reads board facts from these, never from per-board #ifdefs."""
     version = subprocess.run([cc, "-dumpversion"], capture_output=True, text=True).stdout.strip()
-    build = " ".join([Path(cc).name, version, "-O2", *target.cflags])
+    build = " ".join([Path(cc).name, version, *BASE_CFLAGS[:1], *target.cflags])
     defines = {"EBCI_BOARD_NAME": _c_string(target.name), "EBCI_CPU_NAME": _c_string(target.cpu),
                "EBCI_CPU_HZ": f"{target.clock_hz}u", "EBCI_STACK_BYTES": str(target.stack_bytes),
                "EBCI_BUILD": _c_string(build)}
@@ -192,11 +228,12 @@ def _run_logged(cmd: list[str], log: Path, what: str, target: Target | None = No
 
 
 def _compile_and_link(cc: str, own: list[Path], generated: list[Path], cflags: list[str], ldflags: list[str],
-                      output: Path, log: Path, what: str, target: Target | None = None) -> None:
-    """Compile each source to an object (warnings on for our C only), then link them."""
-    obj_dir = output.parent / "obj"
+                      output: Path, log: Path, what: str, target: Target | None = None,
+                      prebuilt: list[Path] = ()) -> None:
+    """Compile each source to an object (warnings on for our C only), then link them with `prebuilt`."""
+    obj_dir = output.parent / f"obj-{output.stem}"
     obj_dir.mkdir(exist_ok=True)
-    objects = []
+    objects = list(prebuilt)
     units = [(src, OWN_WARNINGS) for src in own] + [(src, ()) for src in generated]
     for i, (src, warnings) in enumerate(units):
         objects.append(obj_dir / f"{i:02d}-{src.stem}.o")
@@ -213,10 +250,24 @@ def _section_sizes(size_tool: str, elf: Path, log: Path) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+\s*$", out.stdout, re.M)}
 
 
-def _size_tool(cc: str) -> str:
-    """The binutils `size` matching a gcc: arm-none-eabi-gcc -> arm-none-eabi-size."""
+def _binutil(cc: str, tool: str) -> str:
+    """The binutils program matching a gcc: (arm-none-eabi-gcc, size) -> arm-none-eabi-size."""
     name = Path(cc).name
-    return name[:-3] + "size" if name.endswith("gcc") else "size"
+    return name[:-3] + tool if name.endswith("gcc") else tool
+
+
+def _size_tool(cc: str) -> str:
+    return _binutil(cc, "size")
+
+
+def _build_decoder_library(cc: str, model_c_dir: Path, cflags, out_dir: Path, log: Path, what: str) -> Path:
+    """libebci_decoder.so (front end + model + shim, no protocol) built with cc."""
+    library = out_dir / HOST_LIBRARY_NAME
+    generated, prebuilt = _model_units(model_c_dir, cc)
+    _compile_and_link(cc, _sources(DECODER_SOURCES), generated,
+                      [*BASE_CFLAGS, *cflags, "-fPIC", *_include_flags(model_c_dir)], ["-shared", "-lm"], library, log,
+                      what, prebuilt=prebuilt)
+    return library
 
 
 def build_firmware(model_c_dir: Path, target: Target, out_dir: Path) -> FirmwareImage:
@@ -236,7 +287,8 @@ def build_firmware(model_c_dir: Path, target: Target, out_dir: Path) -> Firmware
     size_tool = _require_tool(_size_tool(target.cc), f"measure firmware for {target.name}")
     log = out_dir / "build.log"
     log.write_text(f"# edgebci firmware build for {target.name}, model {model_c_dir}\n")
-    own = [FIRMWARE_DIR / "src" / s for s in DEVICE_SOURCES] + sorted(hal_dir.glob("*.c"))
+    own = _sources(DEVICE_SOURCES) + sorted(hal_dir.glob("*.c"))
+    generated, prebuilt = _model_units(model_c_dir, cc)
     cflags = [*BASE_CFLAGS, *target.cflags, *_include_flags(model_c_dir), *_board_defines(target, cc)]
     if target.kind == "cortex-m":
         image, map_path = out_dir / "firmware.elf", out_dir / "firmware.map"
@@ -247,8 +299,12 @@ def build_firmware(model_c_dir: Path, target: Target, out_dir: Path) -> Firmware
     else:
         image, map_path = out_dir / "ebci_device", out_dir / "ebci_device.map"
         ldflags = ["-Wl,--gc-sections", f"-Wl,-Map={map_path}", "-lm"]
-    _compile_and_link(cc, own, sorted(model_c_dir.glob("*.c")), cflags, ldflags, image, log,
-                      f"the {target.name} firmware", target)
+    _compile_and_link(cc, own, generated, cflags, ldflags, image, log, f"the {target.name} firmware", target, prebuilt)
+    if target.kind == "cortex-m":
+        objcopy = _require_tool(_binutil(target.cc, "objcopy"), f"write the {target.name} flash image")
+        _run_logged([objcopy, "-O", "binary", str(image), str(out_dir / "firmware.bin")], log, "the flash image")
+    elif _machine_arch(cc) != _machine_arch(_require_tool("gcc", "identify this machine")):
+        _build_decoder_library(cc, model_c_dir, target.cflags, out_dir, log, f"the {target.name} decoder library")
 
     sections = _section_sizes(size_tool, image, log)
     loaded = {k: v for k, v in sections.items() if not k.startswith(_NOT_LOADED)}
@@ -264,9 +320,6 @@ def build_host_library(model_c_dir: Path, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cc = _require_tool("gcc", "build the host decoder library")
-    library, log = out_dir / HOST_LIBRARY_NAME, out_dir / "host_library.log"
+    log = out_dir / "host_library.log"
     log.write_text(f"# edgebci host decoder library, model {model_c_dir}\n")
-    _compile_and_link(cc, [FIRMWARE_DIR / "src" / s for s in DECODER_SOURCES], sorted(model_c_dir.glob("*.c")),
-                      [*BASE_CFLAGS, "-fPIC", *_include_flags(model_c_dir)], ["-shared", "-lm"], library, log,
-                      "the host decoder library")
-    return library
+    return _build_decoder_library(cc, model_c_dir, (), out_dir, log, "the host decoder library")

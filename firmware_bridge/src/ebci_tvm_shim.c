@@ -137,3 +137,10 @@ void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **message_pa
     }
     record_failure(EBCI_ERR_MODEL, 0);
 }
+
+/* TVM's LLVM backend (Linux targets, edgebci.compile.llvm) does not call the two workspace
+ * functions by name: its kernels call through these function pointers, which it declares weak
+ * and which the TVM runtime fills in when it loads a library. Defining them here, pointing at
+ * the pool above, is that loading step done at link time. The C kernels never read them. */
+void *(*__TVMBackendAllocWorkspace)(int, int, uint64_t, int, int) = TVMBackendAllocWorkspace;
+int (*__TVMBackendFreeWorkspace)(int, int, void *) = TVMBackendFreeWorkspace;

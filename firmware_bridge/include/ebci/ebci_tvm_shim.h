@@ -4,6 +4,8 @@
  * LIFO pool of EBCI_MODEL_WORKSPACE_BYTES (no malloc) and TVMFFIErrorSetRaisedFromCStr(Parts).
  * A request that does not fit, or a free that is not the most recent allocation, returns
  * NULL / -1 to the kernel (which then fails) and is recorded here for the decoder to report.
+ * It also defines the function pointers __TVMBackendAllocWorkspace / __TVMBackendFreeWorkspace
+ * through which TVM's LLVM-compiled kernels (Linux targets) reach the same two functions.
  */
 #ifndef EBCI_TVM_SHIM_H
 #define EBCI_TVM_SHIM_H
