@@ -2,6 +2,7 @@
 
     compiled, image = compile_for_target(checkpoint, "mps2-an386", out_dir)
     summary = hil_and_report(out_dir, recordings, report_dir)
+    summary = hil_stream_and_report(out_dir, recordings, report_dir, pace="max")   # whole recordings, per hop
 """
 from __future__ import annotations
 
@@ -159,6 +160,85 @@ def _check_device(info, compiled: CompiledModel) -> None:
     if got != want:
         raise ConfigError(f"the device runs a different model (channels, samples, id) = {got}, expected {want}: "
                           f"flash the firmware from {compiled.out_dir / 'firmware'}")
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    report: dict
+    json_path: Path
+    html_path: Path
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report["ok"])
+
+    def summary_line(self) -> str:
+        r = self.report
+        s, d, ex, acc, lb = r["stream"], r["decisions"], r["filter_bit_exact"], r["accuracy"], r["latency_budget"]
+        comp = lb["compute"]
+        comp_txt = f"{comp['metric']} median {comp['median']:,.0f} per hop" if "median" in comp else "no compute figure"
+        total = f"{lb['total_ms']:.0f} ms" if lb["total_ms"] is not None else "n/a"
+        return (f"{'PASS' if self.ok else 'FAIL'} {r['target']['name']} stream: {s['recordings']} recordings, "
+                f"{s['samples_sent']} samples in {s['chunks']} chunks ({s['acked']} acked, {s['retried']} retried, "
+                f"{s['failed']} failed, {s['samples_lost']} samples lost); filter bit-exact on "
+                f"{ex['chunks_equal']}/{ex['chunks_checked']} chunks; decisions {d['received']}/{d['expected']} hops; "
+                f"agreement with host {r['agreement']['same_class']}/{r['agreement']['decisions_compared']}; "
+                f"balanced accuracy {acc['device_balanced_accuracy']:.3f} on {acc['labelled_decisions']} cue-aligned "
+                f"decisions (chance {acc['chance']:.2f}); latency budget {total} = group delay "
+                f"{lb['filter_group_delay_ms']:.1f} ms + hop {lb['hop_ms']:.0f} ms + compute ({comp_txt}). "
+                f"Report: {self.html_path}")
+
+
+def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: Path, port: str | None = None,
+                          pace: str = "max", chunk_samples: int | None = None,
+                          progress: bool = True) -> StreamSummary:
+    """Stream whole recordings through the device's streaming decoder and report (see edgebci.hil.stream)."""
+    from tqdm import tqdm
+
+    from edgebci.frontend import FrontEnd, quantize_frontend
+    from edgebci.hil.stream import PACES, HostStream, StreamRun, save_stream_run, stream_recording
+    from edgebci.report.stream import build_stream_report, write_stream_report
+    if pace not in PACES:
+        raise ConfigError(f"--pace must be one of {PACES}, got {pace!r}")
+    compiled = CompiledModel.load(compiled_dir)
+    manifest = read_manifest(compiled_dir, "compiled-model")
+    target = _target_of(manifest)
+    image = _load_image(compiled_dir)
+    window, hop, offset = manifest["window_samples"], manifest["hop_samples"], manifest["offset_samples"]
+    chunk = min(hop, window) if chunk_samples is None else chunk_samples
+    recs = [read_recording(p, tuple(manifest["channels"])) for p in (recordings or sample_recordings())]
+    for rec in recs:
+        if abs(rec.fs_hz - manifest["fs_hz"]) > 1e-6:
+            raise DataError(f"{rec.path.name} is sampled at {rec.fs_hz} Hz but the decoder expects "
+                            f"{manifest['fs_hz']} Hz: pass recordings at {manifest['fs_hz']} Hz")
+    fixed = quantize_frontend(FrontEnd.from_dict(manifest["frontend"]))
+    host_lib = next((compiled_dir / "host").glob("*.so"), None)
+    if host_lib is None:
+        raise ConfigError(f"{compiled_dir}/host has no reference library; run `edgebci compile` again")
+    host = HostStream(host_lib, compiled.n_classes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(r.samples.shape[1] for r in recs)
+    _stage(progress, f"HIL stream on {target.name}{' via ' + port if port else ''}: {len(recs)} recordings, "
+                     f"{total} samples, hop {hop}, window {window}, chunks of {chunk}, pace {pace}")
+    with open_device(target, image, out_dir, port) as device:
+        info = device.link.hello()
+        _check_device(info, compiled)
+        streams = []
+        with tqdm(total=total, desc="stream", unit="sample", disable=not progress) as bar:
+            for rec in recs:
+                streams.append(stream_recording(device.link, rec, fixed, host, window, offset, hop, chunk, pace, bar))
+        try:
+            stats = device.link.stats()
+            device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
+                            "errors": {getattr(code, "name", str(code)): n for code, n in stats.errors.items()}}
+        except LinkError as e:
+            device_stats = {"error": str(e)}
+        link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
+    run = StreamRun(_plain(info), streams, link_stats, tuple(manifest["classes"]), hop, window, offset, chunk, pace)
+    save_stream_run(run, out_dir / "stream.json")
+    report = build_stream_report(run, compiled, image, target, manifest, emulated=port is None)
+    json_path, html_path = write_stream_report(report, run, out_dir)
+    return StreamSummary(report, json_path, html_path)
 
 
 def run_demo(out_dir: Path, progress: bool = True) -> HilSummary:

@@ -23,8 +23,8 @@ import numpy as np
 
 from edgebci.errors import ConfigError, LinkError
 from edgebci.hil.frames import (DELIMITER, PROTO_VERSION, BodyError, DeviceError, DeviceInfo, DeviceStats,
-                                ErrorCode, Frame, FrameError, MsgType, WindowResult, decode_frame, encode_frame,
-                                pack_window, reply_type)
+                                ErrorCode, Frame, FrameError, MsgType, StreamResult, StreamStarted, WindowResult,
+                                decode_frame, encode_frame, pack_chunk, pack_stream_start, pack_window, reply_type)
 
 POLL_S = 0.05          # port read timeout: how often a wait re-checks its deadline
 TAIL_BYTES = 64        # received bytes kept for error messages
@@ -232,6 +232,31 @@ class Link:
                                   f"({self.info.rx_max} bytes); rebuild the firmware for this model")
         frame, attempts = self.request(MsgType.WINDOW, body)
         return self._parse(WindowResult.from_body, frame), attempts
+
+    def stream_start(self, hop_samples: int) -> StreamStarted:
+        """Start a new stream on the device (filter at rest, empty ring, sample 0): a decision every
+        hop_samples samples once a whole window has arrived."""
+        frame, _ = self.request(MsgType.STREAM_START, pack_stream_start(hop_samples))
+        return self._parse(StreamStarted.from_body, frame)
+
+    def stream_chunk(self, first_sample: int, x: np.ndarray) -> tuple[StreamResult, int]:
+        """Send the next samples of the stream.
+
+        x : ndarray, shape (n_samp, n_ch), int16 microvolts, sample-major; first_sample is the
+            stream index of x[0] and must be the next sample the device expects. A retransmitted
+            chunk is answered from the device's copy of its reply, never filtered twice.
+        Returns (result, attempts).
+        """
+        body = pack_chunk(first_sample, x)
+        if self.info is not None and (x.shape[1] != self.info.n_ch or x.shape[0] > self.info.n_samp):
+            raise ConfigError(f"a chunk of shape {x.shape} (n_samp, n_ch) does not fit the device model: "
+                              f"{self.info.n_ch} channels and at most {self.info.n_samp} samples (one window) per chunk")
+        frame, attempts = self.request(MsgType.STREAM, body)
+        result = self._parse(StreamResult.from_body, frame)
+        if (result.first_sample, result.n_samp) != (first_sample, x.shape[0]):
+            raise LinkError(self.describe_failure(f"STREAMR answers samples {result.first_sample}+{result.n_samp}, "
+                                                  f"not the chunk sent ({first_sample}+{x.shape[0]})"))
+        return result, attempts
 
     def stats(self) -> DeviceStats:
         """Frames served, errors by code, and the stack high-water mark, since boot."""
