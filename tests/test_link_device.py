@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgebci.errors import ConfigError
 from edgebci.firmware.build import build_firmware, build_host_library
-from edgebci.hil.frames import DELIMITER, DeviceError, ErrorCode, MsgType, encode_frame, pack_window
+from edgebci.hil.frames import DELIMITER, PROTO_VERSION, DeviceError, ErrorCode, MsgType, encode_frame, pack_window
 from edgebci.hil.launch import QEMU, open_port, start_process, start_qemu
 from edgebci.hil.link import DeviceRejectedError, Link
 from edgebci.targets import Target
@@ -103,7 +104,7 @@ def link(device) -> Link:
 def test_hello_describes_model_and_board(device, target_image, decoder_reference):
     target, _ = target_image
     info = device.info
-    assert info.proto_version == 1
+    assert info.proto_version == PROTO_VERSION
     assert info.window_shape == decoder_reference.shape and info.n_classes == decoder_reference.n_classes
     assert info.board == target.name and info.cpu == target.cpu and Path(target.cc).name in info.build
     assert info.stack_size == target.stack_bytes and 0 < info.stack_used < info.stack_size
@@ -255,6 +256,108 @@ def test_lossy_link_soak(device, target_image, decoder_reference, link, monkeypa
     assert 0 < stats.stack_used < target.stack_bytes
 
 
+# -- streaming: STREAM_START / STREAM on both targets ------------------------------------------
+
+@pytest.fixture(scope="session")
+def recorded(sample_edf) -> np.ndarray:
+    """The first 1300 samples of a recorded run, (n_samples, n_ch) int16 uV, as an amplifier sends them."""
+    from edgebci.data import read_recording
+    return np.ascontiguousarray(read_recording(sample_edf).samples[:, :1300].T)
+
+
+@pytest.fixture(scope="session")
+def stream_reference(model_c_dir, tmp_path_factory):
+    from edgebci.hil.stream import HostStream
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not installed (apt-get install gcc): no host reference")
+    lib = build_host_library(model_c_dir, tmp_path_factory.mktemp("stream_reference"))
+    return HostStream(lib, ctypes.CDLL(str(lib)).ebci_decoder_n_classes())
+
+
+def _reference_crcs(bundled_checkpoint, x: np.ndarray, chunks: list[tuple[int, int]]) -> list[int]:
+    import zlib
+
+    from edgebci.frontend import filter_fixed, quantize_frontend
+    y, _ = filter_fixed(quantize_frontend(bundled_checkpoint.frontend), x.T)
+    y = np.ascontiguousarray(y.T).astype("<i4")
+    return [zlib.crc32(y[first:first + n].tobytes()) for first, n in chunks]
+
+
+def test_stream_is_bit_exact_and_decides_every_hop(device, link, recorded, bundled_checkpoint, stream_reference):
+    """Irregular chunks of a recording: the device's filter output equals the Python reference bit for
+    bit (crc32 per chunk), a decision closes every hop once a window is full, and each equals the host
+    library's streaming decoder on the same chunks."""
+    hop, window = bundled_checkpoint.hop_samples, device.info.n_samp
+    sizes = [80, 1, 79, 37, 43, 80, 80, 60, 20, 80] * 3
+    chunks, start = [], 0
+    for n in sizes:
+        if start + n > len(recorded):
+            break
+        chunks.append((start, n))
+        start += n
+    started = link.stream_start(hop)
+    assert (started.hop_samples, started.n_samp, started.n_ch) == (hop, window, device.info.n_ch)
+    stream_reference.start(hop)
+    crcs = _reference_crcs(bundled_checkpoint, recorded, chunks)
+    decisions = []
+    for (first, n), crc in zip(chunks, crcs):
+        result, attempts = link.stream_chunk(first, recorded[first:first + n])
+        decided, end, want = stream_reference.push(recorded[first:first + n])
+        assert attempts == 1 and result.filter_crc == crc and result.n_saturated == 0
+        assert (result.decided, result.end_sample) == (decided, end)
+        if decided:
+            np.testing.assert_allclose(result.scores, want, rtol=RTOL, atol=RTOL * float(np.abs(want).max()))
+            assert result.cls == int(np.argmax(want))
+            decisions.append(end)
+    assert decisions == list(range(window, start + 1, hop))
+
+
+def test_stream_resent_chunk_is_answered_not_refiltered(device, link, recorded, bundled_checkpoint):
+    """A chunk sent twice (its reply lost) gets the same answer; the stream goes on bit-exact."""
+    chunks = [(0, 80), (80, 80), (160, 80)]
+    crcs = _reference_crcs(bundled_checkpoint, recorded, chunks)
+    link.stream_start(80)
+    first = link.stream_chunk(0, recorded[:80])[0]
+    again = link.stream_chunk(0, recorded[:80])[0]
+    assert again == first and first.filter_crc == crcs[0]
+    for (start, n), crc in zip(chunks[1:], crcs[1:]):
+        assert link.stream_chunk(start, recorded[start:start + n])[0].filter_crc == crc
+
+
+def test_stream_refuses_gaps_and_oversized_chunks(device, link, recorded):
+    link.stream_start(80)
+    link.stream_chunk(0, recorded[:50])
+    with pytest.raises(DeviceRejectedError, match="expects sample 50 next") as err:
+        link.stream_chunk(60, recorded[60:80])        # 10 samples lost
+    assert err.value.error.code == ErrorCode.STREAM and err.value.error.detail == 50
+    with pytest.raises(DeviceRejectedError, match="expects sample 50 next"):
+        link.stream_chunk(0, recorded[:50][:40])       # a different chunk at an old position
+    with pytest.raises(DeviceRejectedError, match="SHAPE"):
+        link.stream_chunk(50, recorded[50:131])       # 81 samples: more than one hop
+    assert link.stream_chunk(50, recorded[50:130])[0].first_sample == 50   # nothing was consumed
+    with pytest.raises(ConfigError, match="hop_samples must be 1.."):
+        link.stream_start(0)                          # refused on the host: never sent
+    with pytest.raises(DeviceRejectedError, match="SHAPE"):
+        link.request(MsgType.STREAM_START, b"\x00\x00\x00\x00")   # and by the device if it is
+
+
+def test_stream_survives_a_lossy_link(device, link, recorded, bundled_checkpoint, monkeypatch):
+    """Damaged chunk frames are resent; every chunk is acked or retried and the filter stays bit-exact."""
+    chunks = [(s, 80) for s in range(0, 640, 80)]
+    crcs = _reference_crcs(bundled_checkpoint, recorded, chunks)
+    link.stream_start(80)
+    monkeypatch.setattr(link, "timeout_s", 3.0)
+    lossy = LossyPort(link.port, {2: "flip", 5: "cut", 6: "flip"}, seed=11)
+    monkeypatch.setattr(link, "port", lossy)
+    status = []
+    for (start, n), crc in zip(chunks, crcs):
+        result, attempts = link.stream_chunk(start, recorded[start:start + n])
+        assert result.filter_crc == crc
+        status.append("acked" if attempts == 1 else "retried")
+    assert lossy.done == {"flip": 2, "cut": 1}
+    assert status.count("retried") >= 2 and len(status) == len(chunks)
+
+
 @pytest.mark.hardware
 def test_physical_board_answers():
     """A board flashed with edgebci firmware on EDGEBCI_PORT (a device path or pyserial URL)."""
@@ -262,7 +365,7 @@ def test_physical_board_answers():
     if not port:
         pytest.skip("no physical board: set EDGEBCI_PORT to its serial port")
     with open_port(port) as board:
-        assert board.info.proto_version == 1
+        assert board.info.proto_version == PROTO_VERSION
         result, attempts = board.link.decode_window(eeg_windows(board.info.window_shape, 1, seed=7)[0])
         assert 0 <= result.cls < board.info.n_classes and attempts >= 1
         assert board.link.stats().stack_used <= board.info.stack_size
