@@ -190,16 +190,18 @@ class StreamSummary:
 
 
 def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: Path, port: str | None = None,
-                          pace: str = "max", chunk_samples: int | None = None,
+                          pace: str = "max", chunk_samples: int | None = None, filter_state: str = "from-rest",
                           progress: bool = True) -> StreamSummary:
     """Stream whole recordings through the device's streaming decoder and report (see edgebci.hil.stream)."""
     from tqdm import tqdm
 
     from edgebci.frontend import FrontEnd, quantize_frontend
-    from edgebci.hil.stream import PACES, HostStream, StreamRun, save_stream_run, stream_recording
+    from edgebci.hil.stream import FILTER_STATES, PACES, HostStream, StreamRun, save_stream_run, stream_recording
     from edgebci.report.stream import build_stream_report, write_stream_report
     if pace not in PACES:
         raise ConfigError(f"--pace must be one of {PACES}, got {pace!r}")
+    if filter_state not in FILTER_STATES:
+        raise ConfigError(f"--filter-state must be one of {tuple(FILTER_STATES)}, got {filter_state!r}")
     compiled = CompiledModel.load(compiled_dir)
     manifest = read_manifest(compiled_dir, "compiled-model")
     target = _target_of(manifest)
@@ -219,14 +221,16 @@ def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out
     out_dir.mkdir(parents=True, exist_ok=True)
     total = sum(r.samples.shape[1] for r in recs)
     _stage(progress, f"HIL stream on {target.name}{' via ' + port if port else ''}: {len(recs)} recordings, "
-                     f"{total} samples, hop {hop}, window {window}, chunks of {chunk}, pace {pace}")
+                     f"{total} samples, hop {hop}, window {window}, chunks of {chunk}, pace {pace}, "
+                     f"decisions on the window filtered {filter_state}")
     with open_device(target, image, out_dir, port) as device:
         info = device.link.hello()
         _check_device(info, compiled)
         streams = []
         with tqdm(total=total, desc="stream", unit="sample", disable=not progress) as bar:
             for rec in recs:
-                streams.append(stream_recording(device.link, rec, fixed, host, window, offset, hop, chunk, pace, bar))
+                streams.append(stream_recording(device.link, rec, fixed, host, window, offset, hop, chunk, pace, bar,
+                                                FILTER_STATES[filter_state]))
         try:
             stats = device.link.stats()
             device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
@@ -234,7 +238,8 @@ def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out
         except LinkError as e:
             device_stats = {"error": str(e)}
         link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
-    run = StreamRun(_plain(info), streams, link_stats, tuple(manifest["classes"]), hop, window, offset, chunk, pace)
+    run = StreamRun(_plain(info), streams, link_stats, tuple(manifest["classes"]), hop, window, offset, chunk, pace,
+                    filter_state)
     save_stream_run(run, out_dir / "stream.json")
     report = build_stream_report(run, compiled, image, target, manifest, emulated=port is None)
     json_path, html_path = write_stream_report(report, run, out_dir)

@@ -20,7 +20,8 @@ import pytest
 
 from edgebci.errors import ConfigError
 from edgebci.firmware.build import build_firmware, build_host_library
-from edgebci.hil.frames import DELIMITER, PROTO_VERSION, DeviceError, ErrorCode, MsgType, encode_frame, pack_window
+from edgebci.hil.frames import (DELIMITER, PROTO_VERSION, DeviceError, ErrorCode, MsgType, StreamMode, encode_frame,
+                                pack_stream_start, pack_window)
 from edgebci.hil.launch import QEMU, open_port, start_process, start_qemu
 from edgebci.hil.link import DeviceRejectedError, Link
 from edgebci.targets import Target
@@ -283,10 +284,13 @@ def _reference_crcs(bundled_checkpoint, x: np.ndarray, chunks: list[tuple[int, i
     return [zlib.crc32(y[first:first + n].tobytes()) for first, n in chunks]
 
 
-def test_stream_is_bit_exact_and_decides_every_hop(device, link, recorded, bundled_checkpoint, stream_reference):
+@pytest.mark.parametrize("mode", list(StreamMode), ids=lambda m: m.name.lower())
+def test_stream_is_bit_exact_and_decides_every_hop(device, link, recorded, bundled_checkpoint, stream_reference,
+                                                   decoder_reference, mode):
     """Irregular chunks of a recording: the device's filter output equals the Python reference bit for
     bit (crc32 per chunk), a decision closes every hop once a window is full, and each equals the host
-    library's streaming decoder on the same chunks."""
+    library's streaming decoder on the same chunks; from rest, it is exactly the window decode of the
+    same samples (the training path's zero state)."""
     hop, window = bundled_checkpoint.hop_samples, device.info.n_samp
     sizes = [80, 1, 79, 37, 43, 80, 80, 60, 20, 80] * 3
     chunks, start = [], 0
@@ -295,9 +299,9 @@ def test_stream_is_bit_exact_and_decides_every_hop(device, link, recorded, bundl
             break
         chunks.append((start, n))
         start += n
-    started = link.stream_start(hop)
-    assert (started.hop_samples, started.n_samp, started.n_ch) == (hop, window, device.info.n_ch)
-    stream_reference.start(hop)
+    started = link.stream_start(hop, mode)
+    assert (started.hop_samples, started.n_samp, started.n_ch, started.mode) == (hop, window, device.info.n_ch, mode)
+    stream_reference.start(hop, mode)
     crcs = _reference_crcs(bundled_checkpoint, recorded, chunks)
     decisions = []
     for (first, n), crc in zip(chunks, crcs):
@@ -308,6 +312,8 @@ def test_stream_is_bit_exact_and_decides_every_hop(device, link, recorded, bundl
         if decided:
             np.testing.assert_allclose(result.scores, want, rtol=RTOL, atol=RTOL * float(np.abs(want).max()))
             assert result.cls == int(np.argmax(want))
+            if mode == StreamMode.FROM_REST:
+                np.testing.assert_array_equal(want, decoder_reference.decode(recorded[end - window:end])[1])
             decisions.append(end)
     assert decisions == list(range(window, start + 1, hop))
 
@@ -337,8 +343,9 @@ def test_stream_refuses_gaps_and_oversized_chunks(device, link, recorded):
     assert link.stream_chunk(50, recorded[50:130])[0].first_sample == 50   # nothing was consumed
     with pytest.raises(ConfigError, match="hop_samples must be 1.."):
         link.stream_start(0)                          # refused on the host: never sent
-    with pytest.raises(DeviceRejectedError, match="SHAPE"):
-        link.request(MsgType.STREAM_START, b"\x00\x00\x00\x00")   # and by the device if it is
+    with pytest.raises(DeviceRejectedError, match="SHAPE") as err:
+        link.request(MsgType.STREAM_START, pack_stream_start(80, 7))    # an unknown mode
+    assert err.value.error.detail == 0x80000007
 
 
 def test_stream_survives_a_lossy_link(device, link, recorded, bundled_checkpoint, monkeypatch):

@@ -39,8 +39,8 @@ _WINDOW = struct.Struct("<BBH")
 _RESULT = struct.Struct("<BBHIII")
 _STATS = struct.Struct("<IIB3x")
 _ERROR = struct.Struct("<BxII")
-_STREAM_START = struct.Struct("<I")
-_STARTED = struct.Struct("<IHBBI")
+_STREAM_START = struct.Struct("<IB3x")
+_STARTED = struct.Struct("<IHBBIB3x")
 _CHUNK = struct.Struct("<IBxH")
 _STREAMR = struct.Struct("<IHBBIIIB3xIII")
 FRAME_OVERHEAD_BYTES = _HEADER.size + _CRC.size
@@ -74,6 +74,12 @@ class ErrorCode(IntEnum):
     WORKSPACE = 9
     FAULT = 10
     STREAM = 11   # STREAM before STREAM_START, or a chunk that does not continue the stream
+
+
+class StreamMode(IntEnum):
+    """What a stream decision feeds the model (STREAM_START)."""
+    FROM_REST = 0    # the window's raw samples filtered from rest: what the decoders were trained on
+    CONTINUOUS = 1   # the continuously filtered samples: no start-up transient in the window
 
 
 class TimerSource(IntEnum):
@@ -385,14 +391,20 @@ class StreamStarted:
     n_ch: int
     in_shift: int        # fractional bits of the filter output (uV * 2^in_shift)
     ring_bytes: int
+    mode: StreamMode | int
 
     def to_body(self) -> bytes:
-        return _STARTED.pack(self.hop_samples, self.n_samp, self.n_ch, self.in_shift, self.ring_bytes)
+        return _STARTED.pack(self.hop_samples, self.n_samp, self.n_ch, self.in_shift, self.ring_bytes, int(self.mode))
 
     @classmethod
     def from_body(cls, body: bytes) -> StreamStarted:
         _check_size(body, _STARTED.size, "STARTED")
-        return cls(*_STARTED.unpack(body))
+        fields = list(_STARTED.unpack(body))
+        try:
+            fields[-1] = StreamMode(fields[-1])
+        except ValueError:
+            pass
+        return cls(*fields)
 
 
 @dataclass(frozen=True)
@@ -429,16 +441,20 @@ class StreamResult:
                    struct.unpack_from(f"<{n}f", body, _STREAMR.size))
 
 
-def pack_stream_start(hop_samples: int) -> bytes:
-    """STREAM_START body: a decision every hop_samples samples."""
+def pack_stream_start(hop_samples: int, mode: StreamMode | int = StreamMode.FROM_REST) -> bytes:
+    """STREAM_START body: a decision every hop_samples samples, on the window as `mode` says."""
     if not 1 <= int(hop_samples) <= 0xFFFFFFFF:
         raise ConfigError(f"hop_samples must be 1..{0xFFFFFFFF}, got {hop_samples}")
-    return _STREAM_START.pack(int(hop_samples))
+    if not 0 <= int(mode) <= 0xFF:
+        raise ConfigError(f"stream mode must fit a byte ({', '.join(f'{m.name}={m.value}' for m in StreamMode)}), "
+                          f"got {mode}")
+    return _STREAM_START.pack(int(hop_samples), int(mode))
 
 
-def unpack_stream_start(body: bytes) -> int:
+def unpack_stream_start(body: bytes) -> tuple[int, int]:
+    """(hop_samples, mode) of a STREAM_START body."""
     _check_size(body, _STREAM_START.size, "STREAM_START")
-    return _STREAM_START.unpack(body)[0]
+    return _STREAM_START.unpack(body)
 
 
 def pack_chunk(first_sample: int, x: np.ndarray) -> bytes:
@@ -463,7 +479,7 @@ def unpack_chunk(body: bytes) -> tuple[int, np.ndarray]:
 def decode_body(frame: Frame):
     """The typed body of a frame; the raw bytes for types without a body layout (HELLO, STATS).
 
-    WINDOW gives an int16 ndarray, STREAM (first_sample, ndarray), STREAM_START the hop in samples.
+    WINDOW gives an int16 ndarray, STREAM (first_sample, ndarray), STREAM_START (hop_samples, mode).
     """
     if frame.type == MsgType.ERROR:
         return DeviceError.from_frame(frame)

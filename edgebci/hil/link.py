@@ -23,8 +23,9 @@ import numpy as np
 
 from edgebci.errors import ConfigError, LinkError
 from edgebci.hil.frames import (DELIMITER, PROTO_VERSION, BodyError, DeviceError, DeviceInfo, DeviceStats,
-                                ErrorCode, Frame, FrameError, MsgType, StreamResult, StreamStarted, WindowResult,
-                                decode_frame, encode_frame, pack_chunk, pack_stream_start, pack_window, reply_type)
+                                ErrorCode, Frame, FrameError, MsgType, StreamMode, StreamResult, StreamStarted,
+                                WindowResult, decode_frame, encode_frame, pack_chunk, pack_stream_start, pack_window,
+                                reply_type)
 
 POLL_S = 0.05          # port read timeout: how often a wait re-checks its deadline
 TAIL_BYTES = 64        # received bytes kept for error messages
@@ -233,10 +234,10 @@ class Link:
         frame, attempts = self.request(MsgType.WINDOW, body)
         return self._parse(WindowResult.from_body, frame), attempts
 
-    def stream_start(self, hop_samples: int) -> StreamStarted:
+    def stream_start(self, hop_samples: int, mode: StreamMode = StreamMode.FROM_REST) -> StreamStarted:
         """Start a new stream on the device (filter at rest, empty ring, sample 0): a decision every
-        hop_samples samples once a whole window has arrived."""
-        frame, _ = self.request(MsgType.STREAM_START, pack_stream_start(hop_samples))
+        hop_samples samples once a whole window has arrived, on the window as `mode` says."""
+        frame, _ = self.request(MsgType.STREAM_START, pack_stream_start(hop_samples, mode))
         return self._parse(StreamStarted.from_body, frame)
 
     def stream_chunk(self, first_sample: int, x: np.ndarray) -> tuple[StreamResult, int]:

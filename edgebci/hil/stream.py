@@ -21,9 +21,12 @@ import numpy as np
 from edgebci.data import Recording
 from edgebci.errors import ConfigError, LinkError
 from edgebci.frontend import FixedFrontEnd, filter_fixed
+from edgebci.hil.frames import StreamMode
 from edgebci.metrics import balanced_accuracy, confusion_matrix
 
 PACES = ("max", "realtime")
+# --filter-state: what a decision feeds the model (see edgebci.frontend.twin for the accuracy of each)
+FILTER_STATES = {"from-rest": StreamMode.FROM_REST, "continuous": StreamMode.CONTINUOUS}
 SCORE_RTOL = 1e-4   # device float32 vs host float32: same C, different compilers (FMA contraction)
 
 
@@ -39,9 +42,10 @@ class HostStream:
         self.n_ch = self._lib.ebci_decoder_n_ch()
         self.n_samp = self._lib.ebci_decoder_n_samp()
 
-    def start(self, hop_samples: int) -> None:
-        if self._lib.ebci_stream_start(ctypes.c_uint32(hop_samples)) != 0:
-            raise ConfigError(f"hop_samples must be >= 1, got {hop_samples}")
+    def start(self, hop_samples: int, mode: StreamMode = StreamMode.FROM_REST) -> None:
+        if self._lib.ebci_stream_start(ctypes.c_uint32(hop_samples), ctypes.c_int(int(mode))) != 0:
+            raise ConfigError(f"hop_samples must be >= 1 and mode one of {[m.name for m in StreamMode]}, got "
+                              f"{hop_samples} and {mode}")
 
     def push(self, x_interleaved: np.ndarray) -> tuple[bool, int, np.ndarray]:
         """(decided, end_sample, scores) for the next samples, shape (n, n_ch) int16."""
@@ -123,7 +127,8 @@ def align_labels(decisions: list[Decision], events: tuple[tuple[int, int], ...],
 
 
 def stream_recording(link, rec: Recording, fixed: FixedFrontEnd, host: HostStream, window: int, offset: int,
-                     hop: int, chunk_samples: int, pace: str = "max", progress=None) -> RecordingStream:
+                     hop: int, chunk_samples: int, pace: str = "max", progress=None,
+                     mode: StreamMode = StreamMode.FROM_REST) -> RecordingStream:
     """Stream one whole recording; every chunk ends up acked, retried or failed."""
     if pace not in PACES:
         raise ConfigError(f"pace must be one of {PACES}, got {pace!r}")
@@ -134,10 +139,10 @@ def stream_recording(link, rec: Recording, fixed: FixedFrontEnd, host: HostStrea
     reference, _ = filter_fixed(fixed, rec.samples)         # (n_ch, n_samples) int32, the bit-exact reference
     reference = np.ascontiguousarray(reference.T).astype("<i4")
     out = RecordingStream(rec.path.name, x.shape[0], rec.fs_hz, len(rec.events))
-    host.start(hop)
+    host.start(hop, mode)
     broken = ""
     try:
-        link.stream_start(hop)
+        link.stream_start(hop, mode)
     except LinkError as e:
         broken = f"STREAM_START failed: {e}"
     t0 = time.monotonic()
@@ -191,6 +196,7 @@ class StreamRun:
     offset_samples: int
     chunk_samples: int
     pace: str
+    filter_state: str = "from-rest"
 
     @property
     def decisions(self) -> list[Decision]:
@@ -247,5 +253,5 @@ def save_stream_run(run: StreamRun, path: Path) -> None:
     path.write_text(json.dumps({"device_info": run.device_info, "link_stats": run.link_stats,
                                 "classes": list(run.classes), "hop_samples": run.hop_samples,
                                 "window_samples": run.window_samples, "chunk_samples": run.chunk_samples,
-                                "pace": run.pace, "recordings": [asdict(r) for r in run.recordings]},
+                                "pace": run.pace, "filter_state": run.filter_state, "recordings": [asdict(r) for r in run.recordings]},
                                indent=1, default=float))

@@ -65,7 +65,7 @@ def build_stream_report(run, compiled, image, target: Target, manifest: dict, em
                     "fs_hz": manifest["fs_hz"], "window_samples": run.window_samples, "hop_samples": run.hop_samples,
                     "classes": manifest["classes"],
                     "frontend": {k: v for k, v in manifest["frontend"].items() if k != "sos"}},
-        "stream": {"pace": run.pace, "chunk_samples": run.chunk_samples, **counts,
+        "stream": {"pace": run.pace, "chunk_samples": run.chunk_samples, "filter_state": run.filter_state, **counts,
                    "per_recording": [{"source": r.source, "samples": r.n_samples, **r.counts,
                                       "decisions": len(r.decisions), "cues": r.n_cues} for r in run.recordings]},
         "filter_bit_exact": exact,
@@ -116,7 +116,8 @@ def render_stream_html(r: dict, run) -> str:
            f"{_e(r['target']['name'])}</title><style>{STYLE}</style></head><body>",
            f"<h1>Streaming HIL: {_e(r['decoder']['arch'])} on {_e(r['target']['name'])} {ok}</h1>",
            f"<p>{_e(r['target']['description'])}. Window {r['decoder']['window_samples']} samples, a decision every "
-           f"{r['decoder']['hop_samples']} samples, chunks of {s['chunk_samples']} samples, pace {_e(s['pace'])}.</p>",
+           f"{r['decoder']['hop_samples']} samples, chunks of {s['chunk_samples']} samples, pace {_e(s['pace'])}; "
+           f"each decision on the window filtered {_e(s['filter_state'])}.</p>",
            "<h2>Samples and chunks</h2>",
            _table(["recordings", "chunks", "acked", "retried", "failed", "samples sent", "samples acked", "lost"],
                   [[s["recordings"], s["chunks"], s["acked"], s["retried"], s["failed"], s["samples_sent"],

@@ -2,9 +2,13 @@
  *
  * The front end runs here, sample by sample, rather than inside the generated model: it is causal
  * and streaming by nature, and keeping it out of the graph keeps the model input a plain buffer.
- * Window mode filters each window from rest (exactly the training path's zero state); stream mode
- * keeps its own filter state and a ring of filtered samples, so a WINDOW request in the middle of
- * a stream does not disturb it.
+ * Window mode filters each window from rest (exactly the training path's zero state). Stream mode
+ * filters every sample as it arrives, with its own state carried across calls, into a ring of
+ * filtered samples, and keeps the raw samples of the last window too: a decision runs the model on
+ * either the window filtered from rest (EBCI_STREAM_FROM_REST, what the bundled decoders were
+ * trained on) or the continuously filtered ring (EBCI_STREAM_CONTINUOUS, no start-up transient,
+ * for decoders trained on continuously filtered recordings). A WINDOW request in the middle of a
+ * stream does not disturb it.
  */
 #include <string.h>
 
@@ -27,27 +31,36 @@ static struct {
     ebci_filter_t filter;
     int32_t state[EBCI_FILTER_WORDS];
     int32_t ring[EBCI_MODEL_N_SAMP][EBCI_MODEL_N_CH];   /* filtered; sample i at row i % n_samp */
+    int16_t raw[EBCI_MODEL_N_SAMP][EBCI_MODEL_N_CH];    /* as received; same rows */
     uint32_t n_samples;                                 /* pushed since the start */
     uint32_t hop;                                       /* 0: no stream started */
+    ebci_stream_mode_t mode;
 } g_stream;
 
 /* The fixed-point output as the model's float input: exact for |y| < 2^24, rounded above. */
 static const float k_out_scale = 1.0f / (float)(1L << EBCI_FRONTEND_IN_SHIFT);
 
-void ebci_decoder_filter(const int16_t *x_interleaved, float *out)
+/* One window of rows [n_samp][n_ch] starting at row `first` (wrapping: the stream's raw ring), filtered
+ * from rest into out [n_ch][n_samp] floats. */
+static void filter_from_rest(const int16_t (*rows)[EBCI_MODEL_N_CH], uint32_t first, float *out)
 {
     if (g_window_filter.design == NULL) {   /* the design is a constant: binding it cannot fail */
         (void)ebci_filter_init(&g_window_filter, &ebci_frontend_design, EBCI_MODEL_N_CH, g_window_state,
                                EBCI_FILTER_WORDS);
     }
     ebci_filter_reset(&g_window_filter);   /* every window starts from rest, like the training path */
-    for (int t = 0; t < EBCI_MODEL_N_SAMP; t++) {
-        const int16_t *row = x_interleaved + (size_t)t * EBCI_MODEL_N_CH;
+    for (uint32_t t = 0; t < EBCI_MODEL_N_SAMP; t++) {
+        const int16_t *row = rows[(first + t) % EBCI_MODEL_N_SAMP];
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
             int32_t y = ebci_filter_push_one(&g_window_filter, c, row[c]);
             out[(size_t)c * EBCI_MODEL_N_SAMP + (size_t)t] = (float)y * k_out_scale;
         }
     }
+}
+
+void ebci_decoder_filter(const int16_t *x_interleaved, float *out)
+{
+    filter_from_rest((const int16_t (*)[EBCI_MODEL_N_CH])x_interleaved, 0, out);
 }
 
 static ebci_status_t run_model(float *scores)
@@ -73,11 +86,12 @@ ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores)
     return run_model(scores);
 }
 
-ebci_status_t ebci_stream_start(uint32_t hop_samples)
+ebci_status_t ebci_stream_start(uint32_t hop_samples, ebci_stream_mode_t mode)
 {
-    if (hop_samples == 0u) {
+    if (hop_samples == 0u || (mode != EBCI_STREAM_FROM_REST && mode != EBCI_STREAM_CONTINUOUS)) {
         return EBCI_ERR_ARG;
     }
+    g_stream.mode = mode;
     (void)ebci_filter_init(&g_stream.filter, &ebci_frontend_design, EBCI_MODEL_N_CH, g_stream.state,
                            EBCI_FILTER_WORDS);
     g_stream.n_samples = 0;
@@ -89,6 +103,10 @@ ebci_status_t ebci_stream_start(uint32_t hop_samples)
 static void unroll_ring(void)
 {
     uint32_t first = g_stream.n_samples % EBCI_MODEL_N_SAMP;   /* oldest row once the ring is full */
+    if (g_stream.mode == EBCI_STREAM_FROM_REST) {
+        filter_from_rest((const int16_t (*)[EBCI_MODEL_N_CH])g_stream.raw, first, &g_input[0][0]);
+        return;
+    }
     for (uint32_t t = 0; t < EBCI_MODEL_N_SAMP; t++) {
         const int32_t *row = g_stream.ring[(first + t) % EBCI_MODEL_N_SAMP];
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
@@ -110,10 +128,11 @@ ebci_status_t ebci_stream_push(const int16_t *x_interleaved, uint32_t n, float *
     }
     ebci_status_t status = EBCI_OK;
     for (uint32_t t = 0; t < n; t++) {
-        int32_t *dst = g_stream.ring[g_stream.n_samples % EBCI_MODEL_N_SAMP];
+        uint32_t row = g_stream.n_samples % EBCI_MODEL_N_SAMP;
         const int16_t *src = x_interleaved + (size_t)t * EBCI_MODEL_N_CH;
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
-            dst[c] = ebci_filter_push_one(&g_stream.filter, c, src[c]);
+            g_stream.raw[row][c] = src[c];
+            g_stream.ring[row][c] = ebci_filter_push_one(&g_stream.filter, c, src[c]);
         }
         g_stream.n_samples++;
         uint32_t got = g_stream.n_samples;

@@ -163,12 +163,13 @@ static ebci_status_t handle_window(const ebci_frame_t *req, size_t *body_len, ui
 static ebci_status_t handle_stream_start(const ebci_frame_t *req, size_t *body_len, uint32_t *detail)
 {
     uint32_t hop = 0;
-    ebci_status_t status = ebci_stream_start_unpack(req->body, req->len, &hop, detail);
+    uint8_t mode = 0;
+    ebci_status_t status = ebci_stream_start_unpack(req->body, req->len, &hop, &mode, detail);
     if (status != EBCI_OK) {
         return status;
     }
-    if (ebci_stream_start(hop) != EBCI_OK) {
-        *detail = hop;
+    if (ebci_stream_start(hop, (ebci_stream_mode_t)mode) != EBCI_OK) {
+        *detail = hop == 0u ? 0u : 0x80000000u | mode;   /* a zero hop, or bit 31 and the unknown mode */
         return EBCI_ERR_SHAPE;
     }
     g_last_chunk.len = 0;
@@ -177,7 +178,8 @@ static ebci_status_t handle_stream_start(const ebci_frame_t *req, size_t *body_l
         .n_samp = EBCI_MODEL_N_SAMP,
         .n_ch = EBCI_MODEL_N_CH,
         .in_shift = EBCI_FRONTEND_IN_SHIFT,
-        .ring_bytes = (uint32_t)(sizeof(int32_t) * EBCI_MODEL_N_CH * EBCI_MODEL_N_SAMP),
+        .ring_bytes = (uint32_t)((sizeof(int32_t) + sizeof(int16_t)) * EBCI_MODEL_N_CH * EBCI_MODEL_N_SAMP),
+        .mode = mode,
     };
     return ebci_started_pack(&started, g_tx_body, sizeof g_tx_body, body_len);
 }

@@ -136,6 +136,8 @@ ebci_status_t ebci_started_pack(const ebci_started_t *started, uint8_t *out, siz
     out[6] = started->n_ch;
     out[7] = started->in_shift;
     ebci_wr32(out + 8, started->ring_bytes);
+    out[12] = started->mode;
+    out[13] = out[14] = out[15] = 0;
     return body_done(EBCI_STARTED_BYTES, cap, n_out);
 }
 
@@ -167,13 +169,15 @@ ebci_status_t ebci_stream_result_pack(const ebci_stream_result_t *result, uint8_
     return body_done(n, cap, n_out);
 }
 
-ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint32_t *detail)
+ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint8_t *mode,
+                                       uint32_t *detail)
 {
     if (len != EBCI_STREAM_START_BYTES) {
         *detail = (uint32_t)len;
         return EBCI_ERR_SHAPE;
     }
     *hop = ebci_rd32(body);
+    *mode = body[4];
     return EBCI_OK;
 }
 

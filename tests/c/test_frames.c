@@ -222,10 +222,13 @@ static int check_window(const golden_t *g, const uint8_t *body, size_t len)
 static int check_stream_start(const golden_t *g, const uint8_t *body, size_t len)
 {
     uint32_t hop = 0, detail = 0;
-    if (ebci_stream_start_unpack(body, len, &hop, &detail) != EBCI_OK || hop != (uint32_t)field_int(g, "hop_samples")) {
-        return report(g, "STREAM_START unpacked hop %u, golden %lld", (unsigned)hop, field_int(g, "hop_samples"));
+    uint8_t mode = 0xFF;
+    if (ebci_stream_start_unpack(body, len, &hop, &mode, &detail) != EBCI_OK ||
+        hop != (uint32_t)field_int(g, "hop_samples") || mode != field_int(g, "mode")) {
+        return report(g, "STREAM_START unpacked hop %u mode %u, golden %lld %lld", (unsigned)hop, mode,
+                      field_int(g, "hop_samples"), field_int(g, "mode"));
     }
-    if (ebci_stream_start_unpack(body, len - 1, &hop, &detail) != EBCI_ERR_SHAPE) {
+    if (ebci_stream_start_unpack(body, len - 1, &hop, &mode, &detail) != EBCI_ERR_SHAPE) {
         return report(g, "a STREAM_START body one byte short was not rejected as SHAPE");
     }
     return 0;
@@ -260,7 +263,7 @@ static int check_started(const golden_t *g, const uint8_t *body, size_t len)
 {
     ebci_started_t started = { (uint32_t)field_int(g, "hop_samples"), (uint16_t)field_int(g, "n_samp"),
                                (uint8_t)field_int(g, "n_ch"), (uint8_t)field_int(g, "in_shift"),
-                               (uint32_t)field_int(g, "ring_bytes") };
+                               (uint32_t)field_int(g, "ring_bytes"), (uint8_t)field_int(g, "mode") };
     uint8_t out[EBCI_STARTED_BYTES];
     size_t n = 0;
     if (ebci_started_pack(&started, out, sizeof out, &n) != EBCI_OK) {

@@ -24,7 +24,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edgebci.hil.frames import (FLAG_FATAL, FLAG_FRAMING, PROTO_VERSION, SEQ_NONE, DeviceError,  # noqa: E402
-                                DeviceInfo, DeviceStats, ErrorCode, Frame, MsgType, StreamResult, StreamStarted,
+                                DeviceInfo, DeviceStats, ErrorCode, Frame, MsgType, StreamMode, StreamResult,
+                                StreamStarted,
                                 TimerSource, WindowResult, cobs_decode, cobs_encode, decode_body, pack_chunk,
                                 pack_stream_start, pack_window)
 
@@ -52,7 +53,7 @@ def valid_frames() -> list[tuple[str, Frame]]:
         "info": _info().to_body(),
         "result": WindowResult(1, (0.5, -1.25, 3.0e-8), (1 << 32) + 5, 720).to_body(),
         "statsr": DeviceStats(7, 720, (1, 0, 2, 0, 3, 0, 0, 0, 0, 4, 5)).to_body(),
-        "started": StreamStarted(80, 480, 21, 15, 40320).to_body(),
+        "started": StreamStarted(80, 480, 21, 15, 60480, StreamMode.CONTINUOUS).to_body(),
         "streamr": StreamResult(400, 80, True, 0xCAFEF00D, 3, 480, 1, (2 << 32) + 7, 724, (0.25, -2.5)).to_body(),
         "streamr_none": StreamResult(0x01020304, 40, False, 0x00000001, 0, 0, 0, 1234, 700, (0.0, 0.0)).to_body(),
     }
@@ -61,7 +62,7 @@ def valid_frames() -> list[tuple[str, Frame]]:
         ("stats", Frame(MsgType.STATS, 0xFFFE)),
         ("window_small", Frame(MsgType.WINDOW, 3, pack_window(_small_window()))),
         ("window_long_run", Frame(MsgType.WINDOW, 0x1234, pack_window(_long_run_window()))),
-        ("stream_start", Frame(MsgType.STREAM_START, 5, pack_stream_start(80))),
+        ("stream_start", Frame(MsgType.STREAM_START, 5, pack_stream_start(80, StreamMode.CONTINUOUS))),
         ("stream_chunk", Frame(MsgType.STREAM, 6, pack_chunk(0x00010203, _small_window()))),
         ("info", Frame(MsgType.INFO, 1, body["info"])),
         ("result", Frame(MsgType.RESULT, 3, body["result"])),
@@ -107,7 +108,7 @@ def body_fields(frame: Frame) -> dict[str, str]:
     ints = lambda values: ",".join(str(int(v)) for v in values)  # noqa: E731
     bits = lambda values: ",".join(f"0x{struct.unpack('<I', struct.pack('<f', s))[0]:08x}" for s in values)  # noqa: E731
     if frame.type == MsgType.STREAM_START:
-        return {"hop_samples": str(obj)}
+        return {"hop_samples": str(obj[0]), "mode": str(obj[1])}
     if frame.type == MsgType.STREAM:
         first, x = obj
         return {"first_sample": str(first), "n_ch": str(x.shape[1]), "n_samp": str(x.shape[0]),

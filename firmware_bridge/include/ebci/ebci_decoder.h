@@ -3,7 +3,8 @@
  * Two ways in, the same filter and model:
  *   window mode  ebci_decoder_run: one window, the filter starting from rest (as in training)
  *   stream mode  ebci_stream_*:    samples as they arrive, the filter state carried across calls,
- *                                  a ring of the last n_samp filtered samples, a decision every hop
+ *                                  a ring of the last n_samp samples (raw and filtered), a decision
+ *                                  every hop on the window filtered from rest or continuously
  * The same C runs on the device (behind WINDOW and STREAM messages) and on the host as the shared
  * library from edgebci.firmware.build.build_host_library, which is the host reference.
  * The model sizes come from the generated ebci_model.h / ebci_frontend.h; this header does not
@@ -27,9 +28,16 @@ ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores);
  * model's input: the fixed-point output times 2^-in_shift. */
 void ebci_decoder_filter(const int16_t *x_interleaved, float *out);
 
+/* What a stream decision feeds the model. */
+typedef enum {
+    EBCI_STREAM_FROM_REST = 0,    /* the window's raw samples filtered from rest: the training path */
+    EBCI_STREAM_CONTINUOUS = 1,   /* the continuously filtered samples: no start-up transient */
+} ebci_stream_mode_t;
+
 /* Start (or restart) a stream: filter at rest, ring empty, a decision every hop_samples samples
- * once n_samp have arrived. EBCI_ERR_ARG if hop_samples is 0. */
-ebci_status_t ebci_stream_start(uint32_t hop_samples);
+ * once n_samp have arrived. EBCI_ERR_ARG if hop_samples is 0 or mode unknown. Either way every
+ * sample goes through the continuous filter (ebci_stream_filtered). */
+ebci_status_t ebci_stream_start(uint32_t hop_samples, ebci_stream_mode_t mode);
 
 /* Push n samples (int16 [n][n_ch], sample-major, 1 <= n <= min(hop, n_samp)): each is filtered
  * and written to the ring; when the ring closes a window on the hop grid the model runs (at most

@@ -14,9 +14,11 @@
  *   WINDOW 0x02: u8 n_ch, u8 reserved, u16 n_samp, int16 samples[n_samp][n_ch] (sample-major)
  *       -> RESULT 0x82: u8 class, u8 n_classes, u16 reserved, u32 ticks_lo, u32 ticks_hi,
  *          u32 stack_used, f32 scores[n_classes]
- *   STREAM_START 0x03: u32 hop_samples
- *       -> STARTED 0x83: u32 hop_samples, u16 n_samp (window), u8 n_ch, u8 in_shift, u32 ring_bytes
- *       (filter at rest, ring empty, sample counter 0: a new stream)
+ *   STREAM_START 0x03: u32 hop_samples, u8 mode (0 from rest, 1 continuous), u8 reserved[3]
+ *       -> STARTED 0x83: u32 hop_samples, u16 n_samp (window), u8 n_ch, u8 in_shift, u32 ring_bytes,
+ *          u8 mode, u8 reserved[3]
+ *       (filter at rest, ring empty, sample counter 0: a new stream; mode: what a decision feeds the
+ *        model, the window filtered from rest as in training or the continuously filtered samples)
  *   STREAM 0x04: u32 first_sample, u8 n_ch, u8 reserved, u16 n_samp, int16 samples[n_samp][n_ch]
  *       (1 <= n_samp <= min(hop, window); first_sample must be the next sample the device expects;
  *        the same chunk sent again right after is answered from a copy, not filtered twice)
@@ -73,8 +75,8 @@ enum { EBCI_TIMER_DWT = 0, EBCI_TIMER_SYSTICK = 1, EBCI_TIMER_OS_NS = 2 };
 #define EBCI_RESULT_FIXED_BYTES 16u
 #define EBCI_STATS_FIXED_BYTES 12u
 #define EBCI_ERROR_BODY_BYTES 10u
-#define EBCI_STREAM_START_BYTES 4u
-#define EBCI_STARTED_BYTES 12u
+#define EBCI_STREAM_START_BYTES 8u
+#define EBCI_STARTED_BYTES 16u
 #define EBCI_STREAM_HEADER_BYTES 8u
 #define EBCI_STREAMR_FIXED_BYTES 36u
 
@@ -110,6 +112,7 @@ typedef struct {
     uint8_t n_ch;
     uint8_t in_shift;           /* fractional bits of the filter output */
     uint32_t ring_bytes;
+    uint8_t mode;               /* ebci_stream_mode_t */
 } ebci_started_t;
 
 typedef struct {
@@ -163,8 +166,10 @@ ebci_status_t ebci_error_pack(const ebci_error_t *error, uint8_t *out, size_t ca
 ebci_status_t ebci_started_pack(const ebci_started_t *started, uint8_t *out, size_t cap, size_t *n_out);
 ebci_status_t ebci_stream_result_pack(const ebci_stream_result_t *result, uint8_t *out, size_t cap, size_t *n_out);
 
-/* STREAM_START: *hop gets hop_samples; EBCI_ERR_SHAPE (detail = body length) unless 4 bytes. */
-ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint32_t *detail);
+/* STREAM_START: *hop gets hop_samples, *mode the mode byte; EBCI_ERR_SHAPE (detail = body length)
+ * unless 8 bytes. */
+ebci_status_t ebci_stream_start_unpack(const uint8_t *body, size_t len, uint32_t *hop, uint8_t *mode,
+                                       uint32_t *detail);
 
 /* STREAM: EBCI_ERR_SHAPE when the body is shorter than its header or its length disagrees with
  * n_ch * n_samp; *detail then gets n_ch | n_samp << 8 (the body length if under 8 bytes). */
