@@ -1,4 +1,4 @@
-"""The `edgebci` command line: train, compile, hil, targets, demo.
+"""The `edgebci` command line: train, frontend, compile, hil, evaluate, zoo, targets, demo.
 
 Heavy libraries (torch, tvm, mne, pyserial) are imported inside the commands, so `edgebci --help`
 answers at once.
@@ -114,6 +114,28 @@ def _train_cv(cfg, data_dir: Path, args) -> int:
     return 0
 
 
+def _evaluate_frontends(ckpt, windows, args) -> int:
+    """Float (training) vs the device's fixed-point front end, from rest and continuous."""
+    from edgebci.data import read_recording
+    from edgebci.frontend.twin import compare_frontends
+    recordings = [read_recording(Path(p), ckpt.channels) for p in args.data]
+    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in args.data],
+              **compare_frontends(ckpt, windows, recordings)}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    names = {"float": "float32 from rest (training)", "fixed": "device Q31 from rest",
+             "continuous": "device Q31 continuous"}
+    print(f"{ckpt.arch}: balanced accuracy over {report['n_windows']} windows (chance {report['chance']:.2f})")
+    for key, name in names.items():
+        r = report[key]
+        per = " ".join(f"{k} {v:.2f}" for k, v in r["per_subject"].items())
+        print(f"  {name:<30} {r['balanced_accuracy']:.3f}  ({per}); predictions equal to float "
+              f"{r['predictions_equal_to_float']}/{report['n_windows']}, largest input difference "
+              f"{r['max_abs_input_diff_uv']:.3g} uV")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from edgebci.data import Windows
     from edgebci.pipeline import load_hil_windows
@@ -123,6 +145,8 @@ def _cmd_evaluate(args) -> int:
     geometry = {"channels": ckpt.channels, "window_samples": ckpt.window_samples,
                 "offset_samples": ckpt.offset_samples, "fs_hz": ckpt.fs_hz}
     windows: Windows = load_hil_windows([Path(p) for p in args.data], geometry)
+    if args.frontend == "compare":
+        return _evaluate_frontends(ckpt, windows, args)
     report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in args.data],
               **evaluate(ckpt, windows)}
     if args.out:
@@ -158,7 +182,37 @@ def _cmd_compile(args) -> int:
     return 0
 
 
+def _cmd_frontend_design(args) -> int:
+    from edgebci.frontend import check_frontend, design_bessel, quantize_frontend
+    from edgebci.report.frontend import write_frontend_report
+    cut = args.cutoffs[0] if len(args.cutoffs) == 1 else tuple(args.cutoffs)
+    fe = design_bessel(args.order, cut, args.fs_hz, args.btype, args.norm, args.notch, args.notch_q)
+    analysis = check_frontend(fe)            # refuses what the device cannot run faithfully, saying why
+    fixed = quantize_frontend(fe)
+    json_path, html_path = write_frontend_report(fe, fixed, analysis, Path(args.out))
+    lo, mean, hi = analysis.group_delay_ms
+    print(f"order-{fe.order} Bessel {fe.btype} {'-'.join(f'{c:g}' for c in fe.cutoffs_hz)} Hz (norm {fe.norm})"
+          f"{f' + {fe.notch_hz:g} Hz notch' if fe.notch_hz else ''} at {fe.fs_hz:g} Hz: {fe.n_sections} sections, "
+          f"Q31 post-shifts {list(fixed.post_shift)}, data Q{31 - fixed.in_shift}.{fixed.in_shift}")
+    print(f"  passband {analysis.passband_hz[0]:.2f}..{analysis.passband_hz[1]:.2f} Hz: gain error from quantisation "
+          f"{analysis.gain_error_db:.2e} dB (limit 0.1), float32 {analysis.float32_gain_error_db:.2e} dB")
+    print(f"  group delay across the passband {lo:.1f} .. {hi:.1f} ms (mean {mean:.1f} ms); rounding noise "
+          f"{analysis.rounding_noise_uv:.2g} uV RMS; largest pole radius {analysis.max_pole_radius:.6f}")
+    print(f"  wrote {json_path} and {html_path}")
+    return 0
+
+
 def _cmd_hil(args) -> int:
+    if args.stream:
+        from edgebci.pipeline import hil_stream_and_report
+        summary = hil_stream_and_report(Path(args.compiled), [Path(p) for p in args.data] if args.data else None,
+                                        Path(args.out), port=args.port, pace=args.pace,
+                                        chunk_samples=args.chunk_samples, filter_state=args.filter_state,
+                                        progress=not args.quiet)
+        print(summary.summary_line())
+        return 0 if summary.ok else 1
+    if args.max_windows is None and (args.chunk_samples is not None or args.pace != "max"):
+        raise EdgebciError("--pace and --chunk-samples apply to --stream only; add --stream")
     from edgebci.pipeline import hil_and_report
     result = hil_and_report(Path(args.compiled), [Path(p) for p in args.data] if args.data else None,
                             Path(args.out), port=args.port, max_windows=args.max_windows, progress=not args.quiet)
@@ -233,7 +287,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="a zoo checkpoint (.pt)")
     e.add_argument("--data", nargs="+", required=True, metavar="EDF", help="EEGMMIDB .edf recordings (runs 4/8/12)")
     e.add_argument("--out", help="write the report as JSON here")
+    e.add_argument("--frontend", choices=["float", "compare"], default="float",
+                   help="float: the training front end (default); compare: float32 vs the device's Q31 front end, "
+                   "from rest (window mode) and continuous (stream mode), on the same windows")
     e.set_defaults(func=_cmd_evaluate)
+
+    f = sub.add_parser("frontend", help="design and check the Bessel front end the device runs in fixed point")
+    fsub = f.add_subparsers(dest="frontend_command", required=True, metavar="SUBCOMMAND")
+    fd = fsub.add_parser("design", help="Bessel low/high/band-pass (+ notch) as Q31 biquads: gain error, group "
+                         "delay, plots", description="Design a causal Bessel filter with scipy, quantise it to the "
+                         "device's Q31 direct-form-I biquads, refuse it if the device cannot run it faithfully "
+                         "(saying why), and write frontend.json and frontend.html (magnitude, phase, group delay).")
+    fd.add_argument("--btype", default="bandpass", choices=["lowpass", "highpass", "bandpass"])
+    fd.add_argument("--order", type=int, default=4, help="order per edge (default 4)")
+    fd.add_argument("--cutoffs", type=float, nargs="+", default=[7.0, 30.0], metavar="HZ",
+                    help="LO HI for a band-pass, one frequency otherwise (default 7 30)")
+    fd.add_argument("--fs-hz", type=float, default=160.0, help="sampling rate (default 160)")
+    fd.add_argument("--norm", default="mag", choices=["phase", "delay", "mag"],
+                    help="scipy.signal.bessel norm (default mag: -3 dB at the cutoffs)")
+    fd.add_argument("--notch", type=float, choices=[50.0, 60.0], help="add a mains notch at 50 or 60 Hz")
+    fd.add_argument("--notch-q", type=float, default=30.0, help="notch quality (width = notch / Q; default 30)")
+    fd.add_argument("--out", default="build/frontend", help="folder for frontend.json and frontend.html")
+    fd.set_defaults(func=_cmd_frontend_design)
 
     h = sub.add_parser("hil", help="stream recorded EEG to the device and check it against the host reference",
                        description="Boot the compiled firmware (QEMU for an emulated board, a process for a "
@@ -244,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--port", help="a physical board's serial port or pyserial URL, e.g. /dev/ttyACM0")
     h.add_argument("--out", required=True, help="folder for report.json and report.html")
     h.add_argument("--max-windows", type=int, help="stream at most this many windows")
+    h.add_argument("--stream", action="store_true",
+                   help="stream whole recordings sample by sample: the device filters each sample and decides every "
+                   "hop (from the compiled manifest); reports samples lost, filter bit-exactness, decisions per hop, "
+                   "accuracy against the cues and the latency budget")
+    h.add_argument("--pace", choices=["max", "realtime"], default="max",
+                   help="--stream: as fast as the link allows (default) or at the recording's sampling rate")
+    h.add_argument("--chunk-samples", type=int, help="--stream: samples per chunk (default: one hop)")
+    h.add_argument("--filter-state", choices=["from-rest", "continuous"], default="from-rest",
+                   help="--stream: decide on each window filtered from rest, as the decoders are trained (default), "
+                   "or on the continuously filtered samples")
     h.add_argument("--quiet", action="store_true")
     h.set_defaults(func=_cmd_hil)
 
