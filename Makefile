@@ -2,19 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-aarch64-linux-gnu qemu-user
 # pytest arguments; `make test PYTEST_ARGS="-m 'not device'"` runs the host tier only
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps python-deps demo test bench clean
+.PHONY: setup system-deps python-deps demo test bench bench-boards clean
 setup: system-deps python-deps
 
-# Cross compiler, newlib and QEMU's Arm boards, from Debian. Installed when missing (needs root or sudo).
+# Cross compilers, newlib, QEMU's Arm boards and QEMU user mode (the Jetson's aarch64 build runs under
+# qemu-aarch64 in the tests), from Debian. Installed when missing (needs root or sudo).
 system-deps:
 	@missing=""; \
 	command -v arm-none-eabi-gcc >/dev/null || missing="$$missing gcc-arm-none-eabi libnewlib-arm-none-eabi"; \
 	[ -n "$$(ls /usr/lib/arm-none-eabi/newlib 2>/dev/null)" ] || missing="$$missing libnewlib-arm-none-eabi"; \
 	command -v qemu-system-arm >/dev/null || missing="$$missing qemu-system-arm"; \
+	command -v aarch64-linux-gnu-gcc >/dev/null || missing="$$missing gcc-aarch64-linux-gnu"; \
+	command -v qemu-aarch64 >/dev/null || missing="$$missing qemu-user"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
@@ -39,8 +42,15 @@ test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: counted as a failure"; exit 1; fi; exit $$rc
 
+# Host latency of every zoo decoder: edgebci x86-64 vs portable C vs onnxruntime vs torch, one thread.
+# Under `nice`: the machine is shared. Ratios print at the end and land in build/bench/decoder_host.json.
 bench: setup
-	$(PY) -m pytest bench --benchmark-enable -p no:cacheprovider
+	nice -n 10 $(PY) -m pytest bench/test_bench_decoder.py --benchmark-enable -p no:cacheprovider -s
+
+# qemu_insn_count, flash and RAM of every zoo decoder on mps2-an386 / mps2-an500 / mps3-an547
+# (compile + hil each, about 15 minutes); the table prints at the end, rows in build/bench/boards.json.
+bench-boards: setup
+	nice -n 10 $(PY) -m pytest bench/test_bench_boards.py -p no:cacheprovider -s
 
 clean:
 	rm -rf build

@@ -1,5 +1,11 @@
 """Device sessions for HIL runs (stage: hil): a QEMU board, a Linux process, or a real port.
 
+Linux-class targets: a process built for this machine runs directly; one built for another
+architecture (the Jetson's aarch64) runs under QEMU user mode (`qemu-aarch64 -L /usr/aarch64-linux-gnu`),
+which checks the ABI and the numbers, not the speed. A real Jetson is reached with
+`--port ssh://user@host[:port]/path/to/ebci_device`: the process is started over ssh and the protocol
+runs on its stdin/stdout, like a local process; any other --port is a pyserial URL or device path.
+
     with start_qemu(target, image.path, out / "qemu.log") as dev:
         result, attempts = dev.link.decode_window(x)
 
@@ -16,12 +22,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import platform
 import select
 import shlex
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import termios
 import time
 import weakref
@@ -157,19 +165,98 @@ class PipePort:
         self._process.stdin.close()   # EOF: the device process ends on its own
 
 
+# ELF e_machine -> (QEMU user-mode emulator, Debian cross sysroot, Debian packages)
+QEMU_USER = {183: ("qemu-aarch64", "/usr/aarch64-linux-gnu", "qemu-user gcc-aarch64-linux-gnu"),
+             40: ("qemu-arm", "/usr/arm-linux-gnueabihf", "qemu-user gcc-arm-linux-gnueabihf")}
+_HOST_ELF_MACHINE = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
+# QEMU user mode runs a process about 5-10x slower than native: more time for each answer
+QEMU_USER_SLOWDOWN = 4.0
+
+
+def _elf_machine(exe: Path) -> int | None:
+    head = exe.read_bytes()[:20]
+    return int.from_bytes(head[18:20], "little") if head[:4] == b"\x7fELF" else None
+
+
+def process_command(exe: Path, args: tuple[str, ...] = ()) -> list[str]:
+    """How to run a Linux device build here: directly, or under QEMU user mode when it was built for
+    another architecture (with the cross sysroot, so its dynamic loader and libc are found)."""
+    machine = _elf_machine(exe)
+    if machine is None or machine == _HOST_ELF_MACHINE.get(platform.machine()):
+        return [str(exe), *args]
+    if machine not in QEMU_USER:
+        raise ConfigError(f"{exe} is built for ELF machine {machine}, which this {platform.machine()} host cannot "
+                          f"run or emulate; run it on its board (--port ssh://user@host/path/to/{exe.name})")
+    emulator, sysroot, packages = QEMU_USER[machine]
+    path = shutil.which(emulator)
+    if path is None:
+        raise ToolchainError(f"{emulator} is not on PATH, needed to run the {exe.name} built for another "
+                             f"architecture; install it with: apt-get install {packages}")
+    return [path, *(["-L", sysroot] if Path(sysroot).is_dir() else []), str(exe), *args]
+
+
+def _start_pipe_process(cmd: list[str], description: str, log_path: Path, timeout_s: float,
+                        boot_timeout_s: float) -> DeviceSession:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"$ {shlex.join(cmd)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+    link = Link(PipePort(process), timeout_s=timeout_s, log_path=log_path)
+    return _probe(DeviceSession(link, description, process=process, log_path=log_path), boot_timeout_s)
+
+
 def start_process(exe: Path, log_path: Path, *, args: tuple[str, ...] = (), timeout_s: float = 5.0,
                   boot_timeout_s: float = 5.0) -> DeviceSession:
     """Run a Linux build of the firmware (FirmwareImage.path for a "linux" target) and speak to
-    it over its stdin/stdout; its stderr goes to log_path."""
+    it over its stdin/stdout; its stderr goes to log_path. A build for another architecture runs
+    under QEMU user mode (process_command)."""
     exe, log_path = Path(exe), Path(log_path)
     if not exe.is_file():
         raise ConfigError(f"device executable {exe} does not exist; build it with edgebci.firmware.build_firmware")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([str(exe), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                   bufsize=0)
-    link = Link(PipePort(process), timeout_s=timeout_s, log_path=log_path)
-    return _probe(DeviceSession(link, f"process {exe.name}", process=process, log_path=log_path), boot_timeout_s)
+    cmd = process_command(exe, args)
+    emulated = cmd[0] != str(exe)
+    if emulated:
+        timeout_s, boot_timeout_s = timeout_s * QEMU_USER_SLOWDOWN, boot_timeout_s * QEMU_USER_SLOWDOWN
+    description = f"process {exe.name}" + (f" under {Path(cmd[0]).name}" if emulated else "")
+    return _start_pipe_process(cmd, description, log_path, timeout_s, boot_timeout_s)
+
+
+def parse_ssh_url(url: str) -> tuple[str, int | None, str]:
+    """ssh://[user@]host[:port]/absolute/path/to/ebci_device -> (user@host, port, path)."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname or not parts.path or parts.path == "/":
+        raise ConfigError(f"ssh port {url!r} must look like ssh://user@host[:port]/path/to/ebci_device (the Linux "
+                          f"device build copied to the board, e.g. firmware/ebci_device of a jetson-orin artifact)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"ssh port {url!r} has a bad port number; use ssh://user@host:22/path") from None
+    login = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+    return login, port, parts.path
+
+
+def ssh_command(url: str, ssh: str = "ssh") -> list[str]:
+    """The ssh command line that starts the device process on the board, protocol on its stdio.
+
+    BatchMode: never prompt (a password prompt would read the protocol's bytes); -T: no tty, so the
+    binary protocol is not translated; `exec` replaces the remote shell, so closing the link ends it."""
+    login, port, path = parse_ssh_url(url)
+    return [ssh, "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", *(["-p", str(port)] if port else []),
+            login, "exec", shlex.quote(path)]
+
+
+def start_ssh(url: str, log_path: Path, *, timeout_s: float = 5.0, boot_timeout_s: float = 15.0) -> DeviceSession:
+    """Start the device process on a remote Linux board (a Jetson) over ssh and speak to it on ssh's stdio;
+    ssh's own messages and the remote stderr go to log_path."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise ToolchainError("ssh is not on PATH, needed to reach the board; install it with: "
+                             "apt-get install openssh-client")
+    login, _, path = parse_ssh_url(url)
+    return _start_pipe_process(ssh_command(url, ssh), f"{path} on {login} over ssh", Path(log_path), timeout_s,
+                               boot_timeout_s)
 
 
 def _free_tcp_port() -> int:
@@ -251,8 +338,12 @@ def start_qemu(target: Target, elf: Path, log_path: Path, icount_shift: int | No
 
 
 def open_port(url_or_path: str, baudrate: int = 115200, *, timeout_s: float = 5.0,
-              boot_timeout_s: float = 5.0) -> DeviceSession:
-    """A physical board on a serial port ("/dev/ttyACM0") or any pyserial URL ("socket://host:port")."""
+              boot_timeout_s: float = 5.0, log_path: Path | None = None) -> DeviceSession:
+    """A physical board on a serial port ("/dev/ttyACM0"), any pyserial URL ("socket://host:port"), or a
+    Linux board's device process started over ssh ("ssh://user@host/path/to/ebci_device")."""
+    if url_or_path.startswith("ssh://"):
+        log = Path(log_path) if log_path else Path(tempfile.gettempdir()) / "edgebci-ssh-device.log"
+        return start_ssh(url_or_path, log, timeout_s=timeout_s)
     serial = _import_serial()
     try:
         ser = serial.serial_for_url(url_or_path, baudrate=baudrate, timeout=POLL_S)
