@@ -10,8 +10,8 @@ The arithmetic (firmware_bridge/src/ebci_filter.c runs exactly this, tests hold 
 Why this form (the CMSIS-DSP arm_biquad_cascade_df1_q31 layout, with rounding and saturation):
 - Direct form I keeps the state as past inputs and outputs, which are bounded by the data format,
   so a section cannot overflow internally the way direct form II's recursive state can.
-- Q31 coefficients with a per-section post-shift place Bessel poles (radius up to 0.99) to 1e-9;
-  Q15 would move a 0.5 Hz high-pass pole by several percent. |a1| is up to 2, hence the post-shift.
+- Q31 coefficients with a per-section post-shift: for an order-2 0.5 Hz high-pass at 160 Hz, Q15
+  moves the pole angle by 7 %, Q31 by 6e-7. |a1| is up to 2, hence the post-shift.
 - int32 data with 64-bit accumulators: the Cortex-M4 SMLAL does 32x32+64 in one instruction. The
   post-shift is chosen so that the sum of |coefficients| times the largest int32 stays below 2^63:
   the accumulator cannot overflow for any state, only the output saturates (clips, never wraps).

@@ -37,37 +37,36 @@ void ebci_filter_reset(ebci_filter_t *filter)
     filter->n_saturated = 0;
 }
 
-/* Arithmetic shift right of a signed value: what gcc does for >> on a negative int64 on every
- * target we build for, spelled out so the result does not rest on implementation-defined C. */
-static inline int64_t asr64(int64_t v, unsigned n)
-{
-    return v >= 0 ? (v >> n) : -(int64_t)((~(uint64_t)v) >> n) - 1;
-}
+/* The section output needs >> of negative values to sign-extend: gcc and clang define it so (C
+ * leaves it to the implementation); refuse to build anywhere it does not hold. */
+_Static_assert((-8 >> 1) == -4, "ebci_filter needs arithmetic right shifts of negative integers");
 
 int32_t ebci_filter_push_one(ebci_filter_t *filter, int ch, int16_t x)
 {
     const ebci_filter_design_t *d = filter->design;
     int32_t *z = filter->state + (size_t)ch * (size_t)d->n_sections * EBCI_FILTER_STATE_WORDS;
-    int32_t v = (int32_t)((uint32_t)(int32_t)x << d->in_shift);   /* |x| * 2^16 fits: no overflow */
+    int32_t v = (int32_t)x * ((int32_t)1 << d->in_shift);   /* in_shift <= 16: -2^15 * 2^16 still fits */
     for (int k = 0; k < d->n_sections; k++, z += EBCI_FILTER_STATE_WORDS) {
         const int32_t *c = d->coeffs[k];
-        unsigned shift = 31u - d->post_shift[k];
-        /* 32x32 -> 64 products (SMLAL on a Cortex-M4); the quantiser bounds their sum below 2^63 */
-        int64_t acc = (int64_t)c[0] * v + (int64_t)c[1] * z[0] + (int64_t)c[2] * z[1]
-                      - (int64_t)c[3] * z[2] - (int64_t)c[4] * z[3] + ((int64_t)1 << (shift - 1u));
-        int64_t y = asr64(acc, shift);
-        if (y > INT32_MAX) {
-            y = INT32_MAX;
-            filter->n_saturated++;
-        } else if (y < INT32_MIN) {
-            y = INT32_MIN;
+        unsigned shift = 31u - d->post_shift[k];   /* 1..31 */
+        /* 32x32 -> 64 products (SMULL/SMLAL on a Cortex-M4); the quantiser bounds their sum below 2^63.
+         * The rounding constant 2^(shift-1) < 2^31 starts the sum. */
+        int64_t acc = (int64_t)(uint32_t)(1u << (shift - 1u)) + (int64_t)c[0] * v + (int64_t)c[1] * z[0]
+                      + (int64_t)c[2] * z[1] - (int64_t)c[3] * z[2] - (int64_t)c[4] * z[3];
+        /* acc >> shift from the two 32-bit halves (no 64-bit variable shift): the low word is the
+         * result, and it fits int32 exactly when the bits above it are its sign extension. */
+        uint32_t lo = (uint32_t)acc;
+        int32_t hi = (int32_t)(acc >> 32);
+        int32_t y = (int32_t)((lo >> shift) | ((uint32_t)hi << (32u - shift)));
+        if ((hi >> shift) != (y >> 31)) {
+            y = hi < 0 ? INT32_MIN : INT32_MAX;   /* saturate: clip, never wrap */
             filter->n_saturated++;
         }
         z[1] = z[0];
         z[0] = v;
         z[3] = z[2];
-        z[2] = (int32_t)y;
-        v = (int32_t)y;
+        z[2] = y;
+        v = y;
     }
     return v;
 }
