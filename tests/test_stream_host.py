@@ -157,3 +157,14 @@ def test_report_budget_adds_group_delay_hop_and_compute(tmp_path):
               "link": {}, "failures": [], "edgebci_version": "x"}
     html = render_stream_html(report, run)
     assert "FAIL" in html and "Latency budget" in html and "qemu_insn_count" in html and html.count("<svg") >= 2
+
+
+def test_realtime_pace_sends_no_sample_before_its_time(libs, recording, bundled_checkpoint):
+    import dataclasses
+    import time
+    short = dataclasses.replace(recording, samples=recording.samples[:, :400], events=())
+    start = time.monotonic()
+    out = stream_recording(LibraryDevice(libs[1], 2), short, quantize_frontend(bundled_checkpoint.frontend),
+                           HostStream(libs[0], 2), 480, 80, 80, 80, pace="realtime")
+    assert time.monotonic() - start >= 320 / 160.0     # the last chunk starts at sample 320: 2 s in
+    assert out.counts["acked"] == 5 and not out.decisions
