@@ -13,7 +13,7 @@ import pytest
 from edgebci.data import read_recording
 from edgebci.errors import ConfigError, LinkError
 from edgebci.firmware.build import build_host_library
-from edgebci.frontend import filter_fixed, quantize_frontend
+from edgebci.frontend import design_bessel, quantize_frontend
 from edgebci.hil.frames import StreamMode, StreamResult
 from edgebci.hil.stream import (Decision, HostStream, RecordingStream, StreamRun, align_labels, plan_chunks,
                                 stream_recording)
@@ -138,9 +138,7 @@ def test_report_budget_adds_group_delay_hop_and_compute(tmp_path):
     rec = RecordingStream("r.edf", 1000, 160.0, 1, decisions=[_decision(480), _decision(560, 1)])
     run = StreamRun({"timer_src": 1, "timer_hz": 25_000_000}, [rec], {}, ("left", "right"), 80, 480, 80, 80, "max")
     target = Target.from_name("mps2-an386")
-    manifest = {"frontend": {"btype": "bandpass", "order": 4, "cutoffs_hz": [7.0, 30.0], "fs_hz": 160.0,
-                             "norm": "mag", "sos": __import__("edgebci.frontend", fromlist=["x"]).design_bessel(
-                                 4, (7.0, 30.0), 160.0, "bandpass", "mag").sos}, "fs_hz": 160.0}
+    manifest = {"frontend": design_bessel(4, (7.0, 30.0), 160.0, "bandpass", "mag").to_dict(), "fs_hz": 160.0}
     lb = latency_budget(run, manifest, target, emulated=True)
     assert lb["compute"]["metric"] == "qemu_insn_count"
     insn = 10 * 1e9 / (25_000_000 * 2 ** target.qemu_icount_shift)
