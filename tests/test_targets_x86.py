@@ -52,8 +52,15 @@ def test_shared_library_matches_torch(x86_eegnet):
     lib = ctypes.CDLL(str(out / "host" / "libebci_decoder.so"))
     ck = load_checkpoint(CHECKPOINTS_DIR / "eegnet.pt")
     x = (np.random.default_rng(1).standard_normal((1, compiled.n_channels, compiled.n_samples)) * 15).astype(np.float32)
-    y = np.zeros(compiled.n_classes, np.float32)
-    assert lib.ebci_model_run(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(y.ctypes.data)) == 0
+    # caller buffers 4 bytes off any vector alignment: LLVM code that assumed TVM's 64-byte default would fault
+    n_in = x.size
+    raw_in, raw_out = np.zeros(n_in + 32, np.float32), np.zeros(compiled.n_classes + 32, np.float32)
+    skew_in = (16 - raw_in.ctypes.data % 64 // 4) % 16 + 1
+    skew_out = (16 - raw_out.ctypes.data % 64 // 4) % 16 + 1
+    x_buf, y = raw_in[skew_in:skew_in + n_in], raw_out[skew_out:skew_out + compiled.n_classes]
+    assert x_buf.ctypes.data % 64 == 4 and y.ctypes.data % 64 == 4
+    x_buf[:] = x.reshape(-1)
+    assert lib.ebci_model_run(ctypes.c_void_p(x_buf.ctypes.data), ctypes.c_void_p(y.ctypes.data)) == 0
     with torch.no_grad():
         want = checkpoint_module(ck).eval()(torch.from_numpy(x)).numpy().reshape(-1)
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -12,6 +12,7 @@ firmware stage links the object only into builds for that machine (edgebci.firmw
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,32 @@ def elf_machine(path: Path) -> int:
     return int.from_bytes(head[18:20], "little")
 
 
+# What the callers' buffers are guaranteed: element alignment. The driver's arena offsets and constants
+# are 16-byte aligned, but the input and output are whatever the caller passes (numpy, a static array).
+PARAM_ALIGN_BYTES = 4
+# TVM's LLVM code assumes its workspace allocations are 64-byte aligned (aligned AVX-512 stores);
+# the shim's pool is built with this alignment for object kernels (edgebci.firmware.build).
+WORKSPACE_ALIGN_BYTES = 64
+_PARAM_BUFFER = re.compile(r'T\.Buffer\((\(.*?\)), "(\w+)"\)')
+
+
+def _unaligned_params(func):
+    """`func` with its parameter buffers declared PARAM_ALIGN_BYTES-aligned instead of TVM's default 64.
+
+    TVM turns a buffer's alignment into `llvm.assume(align 64)` on the pointer, and LLVM then emits
+    aligned vector loads and stores (vmovaps) that fault on a 16-byte aligned arena slot. The
+    parameters are only reachable through the printed TIR in TVM 0.27 (PrimFunc has no buffer_map
+    setter), so the signature is rewritten there and parsed back."""
+    import tvm
+    text = func.script()
+    head, sep, body = text.partition("):\n")
+    new_head, n = _PARAM_BUFFER.subn(rf'T.Buffer(\1, "\2", align={PARAM_ALIGN_BYTES})', head)
+    if not sep or n != len(func.params):
+        raise UnsupportedOpError(f"cannot relax the alignment of a kernel's {len(func.params)} parameters "
+                                 f"(found {n} buffers in its signature); use kernels = \"c\" for this target")
+    return tvm.script.from_source(new_head + sep + body)
+
+
 def llvm_target(target: Target):
     import tvm
     return tvm.target.Target({"kind": "llvm", "mtriple": target.llvm_mtriple, "mcpu": target.resolved_mcpu()})
@@ -84,8 +111,10 @@ def build_llvm_kernels(lowered, target: Target, c_dir: Path) -> LlvmKernels:
 
     from edgebci.compile.lower import kernel_module
     tgt = llvm_target(target)
+    kernels = kernel_module(lowered)
+    kernels = tvm.IRModule({gv: _unaligned_params(f).with_attrs(f.attrs) for gv, f in kernels.functions.items()})
     with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
-        lib = tvm.tirx.build(kernel_module(lowered), target=tgt)
+        lib = tvm.tirx.build(kernels, target=tgt)
     obj = Path(c_dir) / KERNELS_OBJECT
     lib.write_to_file(str(obj))
     _check_undefined(obj)

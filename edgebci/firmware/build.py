@@ -124,6 +124,11 @@ def _machine_arch(cc: str) -> str:
     return out.stdout.strip().split("-")[0]
 
 
+def _object_kernel_defines(prebuilt: list[Path]) -> list[str]:
+    from edgebci.compile.llvm import WORKSPACE_ALIGN_BYTES
+    return [f"-DEBCI_WORKSPACE_ALIGN={WORKSPACE_ALIGN_BYTES}u"] if prebuilt else []
+
+
 def _model_units(model_c_dir: Path, cc: str) -> tuple[list[Path], list[Path]]:
     """(C sources, objects) of the model for a build with cc: the LLVM kernel object replaces
     ebci_model_kernels.c when it was compiled for cc's architecture."""
@@ -265,8 +270,8 @@ def _build_decoder_library(cc: str, model_c_dir: Path, cflags, out_dir: Path, lo
     library = out_dir / HOST_LIBRARY_NAME
     generated, prebuilt = _model_units(model_c_dir, cc)
     _compile_and_link(cc, _sources(DECODER_SOURCES), generated,
-                      [*BASE_CFLAGS, *cflags, "-fPIC", *_include_flags(model_c_dir)], ["-shared", "-lm"], library, log,
-                      what, prebuilt=prebuilt)
+                      [*BASE_CFLAGS, *cflags, "-fPIC", *_include_flags(model_c_dir), *_object_kernel_defines(prebuilt)],
+                      ["-shared", "-lm"], library, log, what, prebuilt=prebuilt)
     return library
 
 
@@ -289,7 +294,8 @@ def build_firmware(model_c_dir: Path, target: Target, out_dir: Path) -> Firmware
     log.write_text(f"# edgebci firmware build for {target.name}, model {model_c_dir}\n")
     own = _sources(DEVICE_SOURCES) + sorted(hal_dir.glob("*.c"))
     generated, prebuilt = _model_units(model_c_dir, cc)
-    cflags = [*BASE_CFLAGS, *target.cflags, *_include_flags(model_c_dir), *_board_defines(target, cc)]
+    cflags = [*BASE_CFLAGS, *target.cflags, *_include_flags(model_c_dir), *_board_defines(target, cc),
+              *_object_kernel_defines(prebuilt)]
     if target.kind == "cortex-m":
         image, map_path = out_dir / "firmware.elf", out_dir / "firmware.map"
         cflags += CORTEX_M_CFLAGS

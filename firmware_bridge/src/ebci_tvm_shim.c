@@ -17,7 +17,11 @@ void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, 
                                int dtype_bits_hint);
 int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr);
 
-#define EBCI_WORKSPACE_ALIGN 16u      /* enough for any scalar or SIMD (MVE, SSE) load */
+#ifndef EBCI_WORKSPACE_ALIGN
+/* enough for any scalar or SIMD (MVE, SSE) load of the C kernels; builds linking TVM's LLVM kernels
+ * pass -DEBCI_WORKSPACE_ALIGN=64u: that code assumes 64-byte aligned workspace (AVX-512 stores) */
+#define EBCI_WORKSPACE_ALIGN 16u
+#endif
 #define EBCI_WORKSPACE_MAX_LIVE 16u   /* nested allocations alive at once */
 /* EBCI_MODEL_WORKSPACE_BYTES counts requested bytes; each live block may lose up to
  * ALIGN - 1 bytes to alignment, so reserve that on top. */
