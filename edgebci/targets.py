@@ -2,6 +2,12 @@
 
 Board specifics live in two places only: data here (CPU, clock, memory, compiler flags, how to reach
 the board) and C in `firmware_bridge/hal/<hal>/`.
+
+Two kinds, and the stages dispatch on them: "cortex-m" (a bare-metal ELF, reached through QEMU or a
+serial port) and "linux" (the same C as a process on stdio: this host, or another architecture run
+under qemu-user here and over ssh on the board). An optional `[tvm]` table says how TVM compiles for
+it: `kernels` ("c" or "llvm" with `mtriple`/`mcpu`), `schedule` ("inline" or "cpu"), `fast_exp`
+(TVM's polynomial exp) and `cuda_arch` (also build the decoder for that NVIDIA GPU). A Jetson is a "linux" target with a `cuda_arch`.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ HOST_MCPU = "host"   # [tvm] mcpu = "host": the CPU this machine reports to LLVM
 class Target:
     name: str
     description: str
-    kind: str                      # "cortex-m" (bare-metal ELF) or "linux" (a process)
+    kind: str                      # "cortex-m" (bare-metal ELF) or "linux" (a process, any architecture)
     cpu: str
     fpu: str
     clock_hz: int
@@ -49,6 +55,7 @@ class Target:
     llvm_mtriple: str | None = None
     llvm_mcpu: str | None = None
     cuda_arch: str | None = None        # e.g. "sm_87": also compile the decoder for this NVIDIA GPU
+    fast_exp: bool = False              # TVM's polynomial exp instead of libm's expf (vectorises)
     source: Path | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -111,7 +118,7 @@ class Target:
                 qemu_machine=conn.get("qemu_machine"), qemu_icount_shift=conn.get("qemu_icount_shift"),
                 serial_port=conn.get("serial_port"), kernels=tvm.get("kernels", "c"),
                 schedule=tvm.get("schedule", "inline"), llvm_mtriple=tvm.get("mtriple"), llvm_mcpu=tvm.get("mcpu"),
-                cuda_arch=tvm.get("cuda_arch"), source=Path(path),
+                cuda_arch=tvm.get("cuda_arch"), fast_exp=bool(tvm.get("fast_exp", False)), source=Path(path),
             )
         except KeyError as e:
             raise ConfigError(f"target file {path} lacks the key {e.args[0]!r}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
 
 import numpy as np
@@ -89,3 +90,30 @@ def test_cpu_schedule_changes_only_loop_order(bundled_checkpoint):
     assert workspace_bytes(cpu.kernels_c) > workspace_bytes(inline.kernels_c)
     with pytest.raises(ValueError, match="schedule must be one of"):
         lower_to_c(mod, "fastest")
+
+
+@needs_gcc
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("EDGEBCI_SLOW") != "1", reason="every zoo decoder on x86-64: set EDGEBCI_SLOW=1")
+@pytest.mark.parametrize("arch", sorted(p.stem for p in CHECKPOINTS_DIR.glob("*.pt")))
+def test_every_decoder_matches_torch_on_x86(tmp_path, arch):
+    """The whole x86 path (cpu schedule, fast exp, LLVM for this CPU) against torch, per zoo decoder."""
+    import torch
+
+    from edgebci.compile import compile_decoder
+    from edgebci.compile.sources import checkpoint_module
+    from edgebci.firmware.build import build_host_library
+    from edgebci.targets import Target
+    from edgebci.zoo import load_checkpoint
+    ck = load_checkpoint(CHECKPOINTS_DIR / f"{arch}.pt")
+    compiled = compile_decoder(ck, Target.from_name("x86-64"), tmp_path)
+    lib = ctypes.CDLL(str(build_host_library(compiled.c_dir, tmp_path / "host")))
+    rng = np.random.default_rng(2)
+    model = checkpoint_module(ck).eval()
+    for _ in range(3):
+        x = (rng.standard_normal((1, compiled.n_channels, compiled.n_samples)) * 15).astype(np.float32)
+        y = np.zeros(compiled.n_classes, np.float32)
+        assert lib.ebci_model_run(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(y.ctypes.data)) == 0
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy().reshape(-1)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

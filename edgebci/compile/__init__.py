@@ -136,7 +136,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     out_dir = Path(out_dir)
     c_dir = out_dir / "c"
     c_dir.mkdir(parents=True, exist_ok=True)
-    lowered = lower_to_c(relax_mod, target.schedule)
+    lowered = lower_to_c(relax_mod, target.schedule, target.fast_exp)
     copy_tvm_headers(lowered.kernels_c, c_dir)
     check_kernel_symbols(lowered.kernels_c, [str(c_dir / "include")])
     plan = plan_driver(lowered.relax_mod)
@@ -153,7 +153,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
     for stale in (c_dir / "ebci_model_kernels.o", c_dir / "kernels.json"):
         stale.unlink(missing_ok=True)   # a recompile for another target must not link old objects
-    kernels_info = {"backend": "c", "schedule": target.schedule}
+    kernels_info = {"backend": "c", "schedule": target.schedule, "fast_exp": target.fast_exp}
     if target.kernels == "llvm":
         from edgebci.compile.llvm import build_llvm_kernels
         kernels_info.update(backend="llvm", **build_llvm_kernels(lowered, target, c_dir).to_dict())

@@ -175,13 +175,28 @@ def check_kernel_symbols(kernels_c: str, include_dirs: list[str]) -> None:
                                  f"allowed: libm {sorted(LIBM)} and the runtime shim {sorted(RUNTIME_SHIM)}")
 
 
-def lower_to_c(mod, schedule: str = "inline") -> LoweredModel:
-    """Lower a Relax module to C kernels and a static `main`; schedule: "inline" or "cpu" (see above)."""
+def _fast_exp_legalization() -> dict:
+    """relax.exp as TVM's polynomial exp (topi.fast_exp: range reduction + degree-7 polynomial, float32),
+    which vectorises, instead of a libm expf call per element: EEGNet's and the Conformer's ELU
+    kernel drops from 16.6 us to 2.0 us on x86. Softmax and GELU keep libm."""
+    from tvm import topi
+
+    def fast_exp(bb, call):
+        if call.args[0].ty.dtype != "float32":
+            return bb.call_te(topi.exp, call.args[0], primfunc_name_hint="tir_exp")
+        return bb.call_te(topi.fast_exp, call.args[0], primfunc_name_hint="tir_exp")
+    return {"relax.exp": fast_exp}
+
+
+def lower_to_c(mod, schedule: str = "inline", fast_exp: bool = False) -> LoweredModel:
+    """Lower a Relax module to C kernels and a static `main`; schedule: "inline" or "cpu" (see above);
+    fast_exp: TVM's polynomial exp in place of libm's (see _fast_exp_legalization)."""
     if schedule not in SCHEDULE_FUNCS:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULE_FUNCS)}, got {schedule!r}")
     import tvm
     from tvm import relax, tirx
-    before = [relax.transform.DecomposeOpsForInference(), relax.transform.LegalizeOps(),
+    legalize = relax.transform.LegalizeOps(_fast_exp_legalization() if fast_exp else None)
+    before = [relax.transform.DecomposeOpsForInference(), legalize,
               relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
               relax.transform.FuseOps(), relax.transform.FuseTIR(), relax.transform.DeadCodeElimination()]
     after = [relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
