@@ -19,7 +19,8 @@ void ebci_device_feed(uint8_t byte);
 /* Send ERROR FAULT (flags FATAL, detail = pc) from a fault handler; the caller halts after. */
 void ebci_device_report_fault(uint32_t pc);
 
-/* Sizing companion: the receive buffer in COBS bytes (one WINDOW frame), as reported in INFO. */
+/* Sizing companion: the receive buffer in COBS bytes (one WINDOW frame, or one STREAM chunk of a
+ * whole window, whichever is larger), as reported in INFO. */
 uint32_t ebci_device_rx_max(void);
 
 #endif /* EBCI_DEVICE_H */
