@@ -105,6 +105,10 @@ class HilSummary:
         r = self.report
         w, a, lat, acc = r["windows"], r["agreement"], r["latency"], r["accuracy"]
         lat_txt = f"{lat['metric']} median {lat['median']:,.0f}" if "median" in lat else "no latency"
+        lb = r.get("latency_budget")
+        if lb and lb["total_ms"] is not None:
+            lat_txt += (f"; latency budget {lb['total_ms']:.0f} ms (group delay {lb['filter_group_delay_ms']:.1f} + "
+                        f"hop {lb['hop_ms']:.0f} + compute {lb['compute_ms']:.1f})")
         return (f"{'PASS' if self.ok else 'FAIL'} {r['target']['name']}: {w['sent']} windows sent, "
                 f"{w['decoded']} decoded, {w['retried']} retried, {w['failed']} failed; agreement with host "
                 f"{a['same_class']}/{a['windows_compared']}; balanced accuracy {acc['device_balanced_accuracy']:.3f} "

@@ -49,3 +49,20 @@ def test_report_accounts_for_every_window_and_renders(tmp_path):
     page = h.read_text()
     assert "qemu_insn_count" in page and "Failed windows" in page and "<svg" in page
     assert j.read_text().startswith("{")
+
+
+def test_window_report_carries_the_latency_budget(tmp_path):
+    from edgebci.frontend import design_bessel
+    run = _run(["decoded", "decoded"])
+    compiled = SimpleNamespace(model_id="abc", n_samples=480, arena_bytes=70_000, workspace_bytes=16,
+                               weight_bytes=11_000)
+    image = SimpleNamespace(flash_bytes=120_000, ram_static_bytes=90_000)
+    manifest = {"arch": "eegnet", "channels": ["C3", "C4"], "fs_hz": 160.0, "classes": ["left", "right"],
+                "hop_samples": 80, "frontend": design_bessel(4, (7.0, 30.0), 160.0, "bandpass", "mag").to_dict()}
+    r = build_report(run, compiled, image, Target.from_name("mps2-an386"), manifest)
+    lb = r["latency_budget"]
+    assert lb["hop_ms"] == 500.0 and 25 < lb["filter_group_delay_ms"] < 35
+    assert lb["compute"]["metric"] == "qemu_insn_count" and lb["compute_ms"] == pytest.approx(10_000 / 25e6 * 1e3)
+    assert lb["total_ms"] == pytest.approx(lb["filter_group_delay_ms"] + 500.0 + lb["compute_ms"])
+    _, h = write_report(r, tmp_path)
+    assert "Latency budget" in h.read_text()

@@ -133,13 +133,13 @@ def test_align_labels_takes_the_nearest_window_within_half_a_hop():
 
 
 def test_report_budget_adds_group_delay_hop_and_compute(tmp_path):
-    from edgebci.report.stream import latency_budget, render_stream_html
+    from edgebci.report.stream import render_stream_html, stream_latency_budget
     from edgebci.targets import Target
     rec = RecordingStream("r.edf", 1000, 160.0, 1, decisions=[_decision(480), _decision(560, 1)])
     run = StreamRun({"timer_src": 1, "timer_hz": 25_000_000}, [rec], {}, ("left", "right"), 80, 480, 80, 80, "max")
     target = Target.from_name("mps2-an386")
     manifest = {"frontend": design_bessel(4, (7.0, 30.0), 160.0, "bandpass", "mag").to_dict(), "fs_hz": 160.0}
-    lb = latency_budget(run, manifest, target, emulated=True)
+    lb = stream_latency_budget(run, manifest, target, emulated=True)
     assert lb["compute"]["metric"] == "qemu_insn_count"
     insn = 10 * 1e9 / (25_000_000 * 2 ** target.qemu_icount_shift)
     assert lb["compute"]["median"] == round(insn)

@@ -45,6 +45,33 @@ def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Tar
     return out
 
 
+def _compute_ms(lat: dict) -> float | None:
+    if "median_ms_at_clock" in lat:
+        return float(lat["median_ms_at_clock"])
+    if lat.get("metric") == "process_latency_us":
+        return float(lat["median"]) / 1e3
+    return None
+
+
+def latency_budget(manifest: dict, compute: dict, hop_samples: int) -> dict:
+    """Brain event to decision: the front end's group delay (mean over its passband) + one hop (the
+    longest wait for the next decision) + the compute of one decision (`compute`, a latency_section)."""
+    from edgebci.frontend import FrontEnd, analyze_frontend
+    gd_min, gd_mean, gd_max = analyze_frontend(FrontEnd.from_dict(manifest["frontend"])).group_delay_ms
+    hop_ms = hop_samples / float(manifest["fs_hz"]) * 1e3
+    compute = {k: v for k, v in compute.items() if k != "per_window"}
+    compute_ms = _compute_ms(compute)
+    return {
+        "filter_group_delay_ms": gd_mean, "filter_group_delay_range_ms": [gd_min, gd_max],
+        "hop_ms": hop_ms, "compute": compute, "compute_ms": compute_ms,
+        "total_ms": gd_mean + hop_ms + compute_ms if compute_ms is not None else None,
+        "note": ("event to decision = filter group delay (mean over the passband; the range is its spread) + one "
+                 "hop (the longest wait for the next decision, half of it on average) + the compute of one decision"
+                 + ("; compute ms from a QEMU instruction count at one instruction per clock: an estimate, not "
+                    "cycles" if compute.get("metric") == "qemu_insn_count" else "")),
+    }
+
+
 def _budget_row(used: int, budget: int) -> dict:
     return {"bytes": int(used), "budget_bytes": int(budget), "fraction": used / budget if budget else None,
             "within_budget": used <= budget}
@@ -70,6 +97,11 @@ def build_report(run, compiled, image, target: Target, manifest: dict, emulated:
     stack_peak = max((w.stack_used for w in decoded if w.stack_used is not None), default=None)
     counts = run.counts
     agreement = run.agreement()
+    latency = latency_section([w.ticks for w in decoded], info.get("timer_src", -1), info.get("timer_hz", 0), target,
+                              emulated)
+    has_design = {"order", "norm", "cutoffs_hz"} <= set(manifest.get("frontend", {}))
+    budget = (latency_budget(manifest, latency, manifest["hop_samples"])
+              if has_design and "hop_samples" in manifest and "median" in latency else None)
     return {
         "edgebci_version": __version__,
         "target": {"name": target.name, "description": target.description, "cpu": target.cpu,
@@ -82,8 +114,8 @@ def build_report(run, compiled, image, target: Target, manifest: dict, emulated:
         "windows": counts,
         "agreement": agreement,
         "accuracy": run.accuracy(),
-        "latency": latency_section([w.ticks for w in decoded], info.get("timer_src", -1),
-                                   info.get("timer_hz", 0), target, emulated),
+        "latency": latency,
+        "latency_budget": budget,
         "memory": memory_section(image, compiled, target, stack_peak),
         "link": run.link_stats,
         "ok": counts["failed"] == 0 and agreement["rate"] == 1.0,

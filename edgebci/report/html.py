@@ -96,6 +96,13 @@ def render_html(r: dict) -> str:
         if "median_ms_at_clock" in lat:
             out.append(f"<p class='note'>~{lat['median_ms_at_clock']:.1f} ms: {_e(lat['clock_note'])}</p>")
         out.append(_series_svg(lat["per_window"], lat["metric"]))
+    lb = r.get("latency_budget")
+    if lb:
+        out += ["<h2>Latency budget: brain event to decision</h2>", f"<p class='note'>{_e(lb['note'])}</p>",
+                _table(["filter group delay ms", "(range ms)", "hop ms", "compute ms", "total ms"],
+                       [[lb["filter_group_delay_ms"], " .. ".join(f"{v:.1f}" for v in lb["filter_group_delay_range_ms"]),
+                         lb["hop_ms"], lb["compute_ms"] if lb["compute_ms"] is not None else "n/a",
+                         lb["total_ms"] if lb["total_ms"] is not None else "n/a"]])]
     out += ["<h2>Memory against the board's budget</h2>", _bars_svg(mem_rows),
             _table(["", "bytes", "budget", "within"],
                    [[k, v["bytes"], v.get("budget_bytes", ""), v.get("within_budget", "")] for k, v in mem.items()]),

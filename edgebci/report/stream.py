@@ -14,38 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from edgebci import __version__
-from edgebci.frontend import FrontEnd, analyze_frontend
-from edgebci.report.budget import latency_section, memory_section
+from edgebci.report.budget import latency_budget, latency_section, memory_section
 from edgebci.report.html import STYLE, _bars_svg, _e, _series_svg, _table
 from edgebci.targets import Target
 
 
-def _compute_ms(lat: dict) -> float | None:
-    if "median_ms_at_clock" in lat:
-        return float(lat["median_ms_at_clock"])
-    if lat.get("metric") == "process_latency_us":
-        return float(lat["median"]) / 1e3
-    return None
-
-
-def latency_budget(run, manifest: dict, target: Target, emulated: bool) -> dict:
-    fe = FrontEnd.from_dict(manifest["frontend"])
-    gd_min, gd_mean, gd_max = analyze_frontend(fe).group_delay_ms
+def stream_latency_budget(run, manifest: dict, target: Target, emulated: bool) -> dict:
+    """The latency budget with the compute of one hop: filtering its samples and running the model."""
     info = run.device_info
     compute = latency_section([d.ticks for d in run.decisions], info.get("timer_src", -1), info.get("timer_hz", 0),
                               target, emulated)
-    compute.pop("per_window", None)
-    hop_ms = run.hop_samples / float(manifest["fs_hz"]) * 1e3
-    compute_ms = _compute_ms(compute)
-    total = gd_mean + hop_ms + compute_ms if compute_ms is not None else None
-    return {
-        "filter_group_delay_ms": gd_mean, "filter_group_delay_range_ms": [gd_min, gd_max],
-        "hop_ms": hop_ms, "compute": compute, "compute_ms": compute_ms, "total_ms": total,
-        "note": ("event to decision = filter group delay (mean over the passband; the range is its spread) + one "
-                 "hop (the longest wait for the next decision, half of it on average) + the compute of one hop "
-                 "(filter + model)" + ("; compute ms from a QEMU instruction count at one instruction per clock: "
-                                       "an estimate, not cycles" if compute.get("metric") == "qemu_insn_count" else "")),
-    }
+    return latency_budget(manifest, compute, run.hop_samples)
 
 
 def build_stream_report(run, compiled, image, target: Target, manifest: dict, emulated: bool = True) -> dict:
@@ -72,7 +51,7 @@ def build_stream_report(run, compiled, image, target: Target, manifest: dict, em
         "decisions": per_hop,
         "agreement": agreement,
         "accuracy": run.accuracy(),
-        "latency_budget": latency_budget(run, manifest, target, emulated),
+        "latency_budget": stream_latency_budget(run, manifest, target, emulated),
         "memory": memory_section(image, compiled, target, stack_peak),
         "link": run.link_stats,
         "ok": ok,
