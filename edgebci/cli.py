@@ -203,6 +203,8 @@ def _cmd_frontend_design(args) -> int:
 
 
 def _cmd_hil(args) -> int:
+    if args.stream and args.max_windows is not None:
+        raise EdgebciError("--max-windows applies to window mode; --stream sends whole recordings (pass fewer --data)")
     if args.stream:
         from edgebci.pipeline import hil_stream_and_report
         summary = hil_stream_and_report(Path(args.compiled), [Path(p) for p in args.data] if args.data else None,

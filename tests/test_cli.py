@@ -89,6 +89,8 @@ def test_stream_options_need_stream(tmp_path, capsys):
     assert "apply to --stream only" in capsys.readouterr().err
     assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--stream"]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
+    assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--stream", "--max-windows", "3"]) == 2
+    assert "--max-windows applies to window mode" in capsys.readouterr().err
 
 
 def test_evaluate_compares_float_and_fixed_front_ends(tmp_path, capsys):
