@@ -213,8 +213,8 @@ def _cmd_hil(args) -> int:
                                         progress=not args.quiet)
         print(summary.summary_line())
         return 0 if summary.ok else 1
-    if args.max_windows is None and (args.chunk_samples is not None or args.pace != "max"):
-        raise EdgebciError("--pace and --chunk-samples apply to --stream only; add --stream")
+    if args.chunk_samples is not None or args.pace != "max" or args.filter_state != "from-rest":
+        raise EdgebciError("--pace, --chunk-samples and --filter-state apply to --stream only; add --stream")
     from edgebci.pipeline import hil_and_report
     result = hil_and_report(Path(args.compiled), [Path(p) for p in args.data] if args.data else None,
                             Path(args.out), port=args.port, max_windows=args.max_windows, progress=not args.quiet)

@@ -87,6 +87,9 @@ def test_frontend_design_refuses_with_a_reason(tmp_path, capsys, args, message):
 def test_stream_options_need_stream(tmp_path, capsys):
     assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--pace", "realtime"]) == 2
     assert "apply to --stream only" in capsys.readouterr().err
+    assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--max-windows", "2", "--filter-state",
+                 "continuous"]) == 2
+    assert "apply to --stream only" in capsys.readouterr().err
     assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--stream"]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
     assert main(["hil", str(tmp_path), "--out", str(tmp_path / "r"), "--stream", "--max-windows", "3"]) == 2
