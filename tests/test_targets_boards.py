@@ -132,3 +132,22 @@ def test_emulated_boards_exist_in_this_qemu():
     machines = subprocess.run(["qemu-system-arm", "-M", "help"], capture_output=True, text=True).stdout
     for name in ("mps2-an500", "mps3-an547"):
         assert Target.from_name(name).qemu_machine in machines
+
+
+@needs_arm
+@pytest.mark.device
+def test_m55_count_is_instructions_like_the_m4(tmp_path):
+    """qemu_insn_count on mps3-an547 (32 MHz SysTick) and mps2-an386 (25 MHz) converts ticks to instructions:
+    the same Thumb-2 code (M4 flags, inline schedule) run on both boards gives the same count."""
+    from edgebci.pipeline import compile_for_target, hil_and_report
+    m4_code = _variant(tmp_path, "mps3-an547", {"name": '"an547-m4-code"', "schedule": '"inline"',
+                                               "cflags": '["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", '
+                                                         '"-mfpu=fpv4-sp-d16"]'})
+    counts = {}
+    for name, target in (("m55", m4_code.source), ("m4", "mps2-an386")):
+        compile_for_target(SMALL_DECODER, target, tmp_path / name, progress=False)
+        r = hil_and_report(tmp_path / name, [SAMPLE_DIR / "S015R08.edf"], tmp_path / f"{name}-r", max_windows=1,
+                           progress=False).report
+        assert r["latency"]["metric"] == "qemu_insn_count"
+        counts[name] = r["latency"]["median"]
+    assert abs(counts["m55"] - counts["m4"]) <= 0.001 * counts["m4"], counts
