@@ -35,7 +35,7 @@ def _cmd_train(args) -> int:
     from edgebci.train import TrainConfig, evaluate_held_out, train_decoder
     from edgebci.zoo import save_checkpoint
     split = Split(tuple(args.train_subjects), tuple(args.val_subjects), tuple(args.test_subjects))
-    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, split=split)
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, alignment=args.alignment, split=split)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     if args.protocol == "within-subject":
         return _train_within(cfg, data_dir, args)
@@ -114,13 +114,41 @@ def _train_cv(cfg, data_dir: Path, args) -> int:
     return 0
 
 
-def _evaluate_frontends(ckpt, windows, args) -> int:
+def calibrate_subjects(ckpt, data: list[Path]) -> tuple[list[Path], dict | None]:
+    """How an aligned decoder not yet calibrated for a user is evaluated: as an unseen user would meet it.
+
+    When every subject's calibration run lies beside the data and other runs are given, each subject is
+    aligned from its calibration run (labels unused) and only the other runs are scored. Otherwise the
+    checkpoint's pooled (population) alignment is used for everyone, and the output says so.
+    """
+    from edgebci.data.splits import subject_of
+    from edgebci.train import subject_alignments
+    run = ckpt.summary.get("calibration_run") or 4
+    subjects = sorted({subject_of(p) for p in data})
+    calib = {s: next(p.parent for p in data if subject_of(p) == s) / f"S{s:03d}R{run:02d}.edf" for s in subjects}
+    scored = [p for p in data if not p.name.upper().endswith(f"R{run:02d}.EDF")]
+    if not scored or not all(f.exists() for f in calib.values()):
+        print(f"aligned decoder: using the checkpoint's population alignment (to align each subject, pass its other "
+              f"runs with its run {run} beside them)")
+        return data, None
+    alignments = {}
+    for s in subjects:
+        alignments.update(subject_alignments(ckpt.frontend, calib[s].parent, (s,), (run,), ckpt.channels,
+                                             ckpt.window_samples, ckpt.offset_samples))
+    print(f"aligned decoder: subjects {', '.join(f'S{s:03d}' for s in subjects)} calibrated on run {run} "
+          f"(labels unused), scored on the other {len(scored)} recording(s)")
+    return scored, alignments
+
+
+def _evaluate_frontends(ckpt, windows, args, alignments=None) -> int:
     """Float (training) vs the device's fixed-point front end, from rest and continuous."""
     from edgebci.data import read_recording
     from edgebci.frontend.twin import compare_frontends
-    recordings = [read_recording(Path(p), ckpt.channels) for p in args.data]
-    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in args.data],
-              **compare_frontends(ckpt, windows, recordings)}
+    data = sorted({s.split("@")[0] for s in windows.source})
+    paths = [p for p in map(Path, args.data) if p.name in data]
+    recordings = [read_recording(p, ckpt.channels) for p in paths]
+    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in paths],
+              **compare_frontends(ckpt, windows, recordings, alignments)}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))
@@ -136,6 +164,13 @@ def _evaluate_frontends(ckpt, windows, args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    from edgebci.pipeline import calibrate_to_file
+    out = calibrate_to_file(Path(args.checkpoint), [Path(p) for p in args.data], Path(args.out), progress=True)
+    print(f"wrote {out}: compile it with `edgebci compile {out} --target BOARD --out DIR`")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from edgebci.data import Windows
     from edgebci.pipeline import load_hil_windows
@@ -144,11 +179,14 @@ def _cmd_evaluate(args) -> int:
     ckpt = load_checkpoint(Path(args.checkpoint))
     geometry = {"channels": ckpt.channels, "window_samples": ckpt.window_samples,
                 "offset_samples": ckpt.offset_samples, "fs_hz": ckpt.fs_hz}
-    windows: Windows = load_hil_windows([Path(p) for p in args.data], geometry)
+    data, alignments = [Path(p) for p in args.data], None
+    if ckpt.alignment_source == "population":
+        data, alignments = calibrate_subjects(ckpt, data)
+    windows: Windows = load_hil_windows(data, geometry)
     if args.frontend == "compare":
-        return _evaluate_frontends(ckpt, windows, args)
-    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in args.data],
-              **evaluate(ckpt, windows)}
+        return _evaluate_frontends(ckpt, windows, args, alignments)
+    report = {"checkpoint": str(args.checkpoint), "arch": ckpt.arch, "recordings": [str(p) for p in data],
+              **evaluate(ckpt, windows, alignments)}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))
@@ -175,7 +213,8 @@ def _graph_options(args):
 def _cmd_compile(args) -> int:
     from edgebci.pipeline import compile_for_target
     compiled, image = compile_for_target(Path(args.checkpoint), args.target, Path(args.out), progress=not args.quiet,
-                                         graph_options=_graph_options(args))
+                                         graph_options=_graph_options(args),
+                                         calibration=[Path(p) for p in args.calibrate] if args.calibrate else None)
     print(f"compiled {args.checkpoint} for {compiled.target_name} into {compiled.out_dir}: "
           f"{compiled.n_kernels} kernels, arena {compiled.arena_bytes} B, weights {compiled.weight_bytes} B; "
           f"firmware {image.path} (flash {image.flash_bytes} B, static RAM {image.ram_static_bytes} B)")
@@ -259,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-subjects", type=int, nargs="+", default=list(range(1, 11)), metavar="N")
     tr.add_argument("--val-subjects", type=int, nargs="+", default=[11, 12], metavar="N")
     tr.add_argument("--test-subjects", type=int, nargs="+", default=[13, 14, 15], metavar="N")
+    tr.add_argument("--alignment", choices=["euclidean", "none"], default="euclidean",
+                    help="euclidean (default): align every subject's EEG by its mean spatial covariance; unseen "
+                    "subjects are calibrated on run 4 (labels unused) and scored on runs 8 and 12; none: raw input")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
@@ -277,8 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--band", type=float, nargs=2, default=[7.0, 30.0], metavar=("LO", "HI"),
                    help=".pt2/.onnx only: Bessel band-pass front end in Hz (default 7 30)")
     c.add_argument("--classes", nargs="+", help=".pt2/.onnx only: class names (default: left right)")
+    c.add_argument("--calibrate", nargs="+", metavar="EDF",
+                   help="the user's recording(s) to calibrate an aligned zoo decoder with (labels unused); needed "
+                   "for the bundled decoders, which are trained on Euclidean-aligned EEG")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compile)
+
+    cal = sub.add_parser("calibrate", help="fit an aligned decoder to its user from one recording (no labels)",
+                         description="Compute the user's Euclidean alignment (the inverse square root of the mean "
+                         "spatial covariance of the band-passed imagery windows) and write a checkpoint that "
+                         "carries it; `edgebci compile` then puts it in front of the decoder.")
+    cal.add_argument("checkpoint", help="an aligned zoo checkpoint (.pt), e.g. a bundled one")
+    cal.add_argument("--data", nargs="+", required=True, metavar="EDF", help="the user's imagery recording(s)")
+    cal.add_argument("--out", required=True, help="calibrated checkpoint to write")
+    cal.set_defaults(func=_cmd_calibrate)
 
     z = sub.add_parser("zoo", help="the bundled decoders: parameters, MACs per window, held-out accuracy")
     z.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -32,9 +32,15 @@ def _target_of(manifest: dict) -> Target:
 
 
 def compile_for_target(source: Path, target_name: str | Path, out_dir: Path, progress: bool = True,
-                       graph_options: GraphOptions = GraphOptions()):
-    """Compile a decoder (.pt, .pt2 or .onnx) to C, check the budget, build the firmware and the host reference."""
+                       graph_options: GraphOptions = GraphOptions(), calibration: list[Path] | None = None):
+    """Compile a decoder (.pt, .pt2 or .onnx) to C, check the budget, build the firmware and the host reference.
+
+    calibration : the user's recordings (labels unused) to calibrate an aligned zoo decoder with first; the
+    calibrated checkpoint is written to out_dir/checkpoint.pt and compiled.
+    """
     target = Target.from_name(target_name)
+    if calibration:
+        source = calibrate_to_file(Path(source), calibration, Path(out_dir) / "checkpoint.pt", progress)
     _stage(progress, f"[1/3] TVM: importing {Path(source).name} and lowering it to plain C for {target.name}")
     relax_mod, spec = load_decoder(source, graph_options)
     from edgebci.firmware.build import build_firmware, build_host_library
@@ -45,6 +51,18 @@ def compile_for_target(source: Path, target_name: str | Path, out_dir: Path, pro
     _stage(progress, "[3/3] building the host reference library")
     build_host_library(compiled.c_dir, out_dir / "host")
     return compiled, image
+
+
+def calibrate_to_file(source: Path, recordings: list[Path], out: Path, progress: bool = True) -> Path:
+    """Calibrate an aligned zoo checkpoint for its user from `recordings`; write it to `out`."""
+    from edgebci.train import calibrate_checkpoint
+    from edgebci.zoo import load_checkpoint, save_checkpoint
+    if source.suffix != ".pt":
+        raise ConfigError(f"only zoo checkpoints (.pt) are calibrated; {source.name} is a {source.suffix} graph")
+    ckpt = calibrate_checkpoint(load_checkpoint(source), [Path(p) for p in recordings])
+    _stage(progress, f"[0/3] calibrated {source.name} for its user from {', '.join(Path(p).name for p in recordings)} "
+                     f"({ckpt.summary['calibration']['n_windows']} windows, labels unused)")
+    return save_checkpoint(ckpt, out)
 
 
 def _load_image(out_dir: Path):
@@ -251,7 +269,17 @@ def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out
 
 
 def run_demo(out_dir: Path, progress: bool = True) -> HilSummary:
-    """Compile the bundled checkpoint for the default emulated board and HIL-run the bundled sample."""
+    """Compile the bundled checkpoint for the default emulated board and HIL-run the bundled sample.
+
+    The sample's first run (S015R04) calibrates the decoder's alignment for this person, without its labels;
+    the second (S015R08) is decoded on the board.
+    """
     compiled_dir = out_dir / "compiled"
-    compile_for_target(BUNDLED_CHECKPOINT, DEFAULT_TARGET, compiled_dir, progress)
-    return hil_and_report(compiled_dir, sample_recordings(), out_dir, progress=progress)
+    calibration, decoded = demo_recordings()
+    compile_for_target(BUNDLED_CHECKPOINT, DEFAULT_TARGET, compiled_dir, progress, calibration=calibration)
+    return hil_and_report(compiled_dir, decoded, out_dir, progress=progress)
+
+
+def demo_recordings() -> tuple[list[Path], list[Path]]:
+    """(calibration recordings, recordings to decode) of the bundled sample."""
+    return [SAMPLE_DIR / "S015R04.edf"], [SAMPLE_DIR / "S015R08.edf"]

@@ -6,17 +6,19 @@ for early stopping / held-out test), so test subjects never influence the weight
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgebci.data import CLASSES, MOTOR_MONTAGE, Split, Windows, extract_cue_windows, find_recordings, read_recording
-from edgebci.data.splits import subject_of
-from edgebci.errors import ConfigError
+from edgebci.data.splits import IMAGERY_RUNS, subject_of
+from edgebci.errors import ConfigError, DataError
 from edgebci.frontend import apply_frontend, design_bessel
 from edgebci.metrics import balanced_accuracy, confusion_matrix
 from edgebci.zoo import Checkpoint, build_model
+from edgebci.zoo.align import align_windows, alignment_matrix
+from edgebci.zoo.checkpoint import ALIGNMENTS
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,15 @@ class TrainConfig:
     patience: int = 15
     warmup_epochs: int = 5         # epochs never selected: an early validation peak is noise, not skill
     seed: int = 0
+    alignment: str = "euclidean"   # per-subject Euclidean alignment (edgebci.zoo.align), or "none"
+    calibration_run: int = 4       # unseen subjects are aligned from this run and scored on the other runs
     split: Split = field(default_factory=Split)
 
     def __post_init__(self):
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
+        if self.calibration_run not in IMAGERY_RUNS:
+            raise ConfigError(f"calibration_run must be an imagery run {IMAGERY_RUNS}, got {self.calibration_run}")
         if self.window_s <= 0 or self.hop_s <= 0:
             raise ConfigError(f"window_s and hop_s must be > 0, got {self.window_s}, {self.hop_s}")
         if self.epochs <= 0 or self.batch_size <= 0:
@@ -50,15 +58,55 @@ def load_windows(files: list[Path], channels, window: int, offset: int, crops=(0
     return Windows.concat(parts)
 
 
-def evaluate(ckpt: Checkpoint, windows: Windows) -> dict:
-    """Host-side float evaluation: balanced accuracy, confusion matrix and per-subject accuracy."""
+def window_subjects(windows: Windows) -> np.ndarray:
+    """The subject number of every window, from its source file name."""
+    return np.array([subject_of(Path(s.split("@")[0])) for s in windows.source])
+
+
+def subject_alignments(frontend, data_dir: Path, subjects, runs, channels, window: int, offset: int) -> dict:
+    """{subject: alignment matrix} from the subject's imagery windows in `runs` (labels are not used)."""
+    out = {}
+    for s in subjects:
+        w = load_windows(find_recordings(data_dir, (s,), tuple(runs)), channels, window, offset)
+        out[int(s)] = alignment_matrix(apply_frontend(frontend, w.x), tuple(channels))
+    return out
+
+
+def model_input(frontend, windows: Windows, alignments: dict | None) -> np.ndarray:
+    """What the decoder sees: the front end's output, aligned per subject when `alignments` is given.
+
+    -> ndarray, shape (n_windows, n_channels, n_samples), float32.
+    """
+    x = apply_frontend(frontend, windows.x)
+    if alignments is None:
+        return x
+    subjects = window_subjects(windows)
+    missing = sorted(set(subjects.tolist()) - set(alignments))
+    if missing:
+        raise DataError(f"no alignment for subject(s) {missing}: calibrate them on one of their imagery runs")
+    for s in set(subjects.tolist()):
+        x[subjects == s] = align_windows(x[subjects == s], alignments[s])
+    return x
+
+
+def evaluate(ckpt: Checkpoint, windows: Windows, alignments: dict | None = None) -> dict:
+    """Host-side float evaluation: balanced accuracy, confusion matrix and per-subject accuracy.
+
+    An aligned decoder needs each subject's alignment: `alignments` {subject: matrix}, else the
+    checkpoint's own matrix (its user's, or the training subjects' pooled one) for every window.
+    """
     import torch
     model = ckpt.build_model()
+    subjects = window_subjects(windows)
+    if ckpt.alignment == "euclidean" and alignments is None:
+        if ckpt.align_matrix is None:
+            raise ConfigError("this decoder expects aligned EEG: calibrate it for the user first (`edgebci calibrate`) "
+                              "or pass per-subject alignments")
+        alignments = {int(s): ckpt.align_matrix for s in set(subjects.tolist())}
     with torch.no_grad():
-        x = torch.from_numpy(apply_frontend(ckpt.frontend, windows.x))
+        x = torch.from_numpy(model_input(ckpt.frontend, windows, alignments if ckpt.alignment != "none" else None))
         pred = np.concatenate([model(x[i:i + 256]).argmax(1).numpy() for i in range(0, len(x), 256)])
     n = len(ckpt.classes)
-    subjects = np.array([subject_of(Path(s.split("@")[0])) for s in windows.source])
     per_subject = {f"S{s:03d}": balanced_accuracy(windows.y[subjects == s], pred[subjects == s], n)
                    for s in sorted(set(subjects))}
     return {"n_windows": len(windows), "balanced_accuracy": balanced_accuracy(windows.y, pred, n),
@@ -74,8 +122,9 @@ def _epoch_accuracy(model, x, y) -> float:
     return balanced_accuracy(y.numpy(), pred, int(y.max()) + 1)
 
 
-def _fit(cfg: TrainConfig, frontend, train: Windows, val: Windows, progress: bool, desc: str):
-    """Minimise cross-entropy on `train`, keep the weights of the best validation epoch after warm-up.
+def _fit(cfg: TrainConfig, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+         progress: bool, desc: str):
+    """Minimise cross-entropy on `train` (model input, labels), keep the best validation epoch after warm-up.
 
     Returns (model config dict, best state_dict, best validation accuracy, best epoch, history).
     """
@@ -84,9 +133,9 @@ def _fit(cfg: TrainConfig, frontend, train: Windows, val: Windows, progress: boo
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    xt, yt = torch.from_numpy(apply_frontend(frontend, train.x)), torch.from_numpy(train.y)
-    xv, yv = torch.from_numpy(apply_frontend(frontend, val.x)), torch.from_numpy(val.y)
-    model = build_model(cfg.arch, {"n_channels": len(cfg.channels), "n_samples": train.x.shape[-1],
+    xt, yt = torch.from_numpy(train[0]), torch.from_numpy(train[1])
+    xv, yv = torch.from_numpy(val[0]), torch.from_numpy(val[1])
+    model = build_model(cfg.arch, {"n_channels": len(cfg.channels), "n_samples": xt.shape[-1],
                                    "n_classes": len(CLASSES)})
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
@@ -128,22 +177,43 @@ def _checkpoint(cfg: TrainConfig, frontend, fit, summary: dict) -> Checkpoint:
     summary = {**summary, "best_epoch": epoch, "val_balanced_accuracy": val_acc, "history": history,
                "config": {k: v for k, v in asdict(cfg).items() if k != "split"}}
     return Checkpoint(cfg.arch, config, tuple(cfg.channels), fs_hz, window, offset, int(round(cfg.hop_s * fs_hz)),
-                      CLASSES, frontend, state, summary)
+                      CLASSES, frontend, state, summary, cfg.alignment)
 
 
 def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Checkpoint:
-    """Subject-independent: train on the split's training subjects, early-stop on its validation subjects."""
+    """Subject-independent: train on the split's training subjects, early-stop on its validation subjects.
+
+    With alignment, each training subject is aligned from all its imagery windows, and each validation
+    subject from its calibration run only, then scored on its other runs: as an unseen user would be.
+    """
     fs_hz, window, offset, crops = _geometry(cfg)
     frontend = design_bessel(cfg.filter_order, cfg.band_hz, fs_hz, "bandpass", "mag")
+    aligned = cfg.alignment == "euclidean"
     train = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset, crops)
-    val = load_windows(find_recordings(data_dir, cfg.split.validation), cfg.channels, window, offset)
     if train.fs_hz != fs_hz:
         raise ConfigError(f"recordings are sampled at {train.fs_hz} Hz; EEGMMIDB decoders expect {fs_hz} Hz")
-    fit = _fit(cfg, frontend, train, val, progress, f"train {cfg.arch}")
-    return _checkpoint(cfg, frontend, fit, {
+    val_runs = scored_runs(cfg.alignment, cfg.calibration_run)
+    val = load_windows(find_recordings(data_dir, cfg.split.validation, val_runs), cfg.channels, window, offset)
+    a_train = subject_alignments(frontend, data_dir, cfg.split.train, IMAGERY_RUNS, cfg.channels, window,
+                                 offset) if aligned else None
+    a_val = subject_alignments(frontend, data_dir, cfg.split.validation, (cfg.calibration_run,), cfg.channels,
+                               window, offset) if aligned else None
+    fit = _fit(cfg, (model_input(frontend, train, a_train), train.y), (model_input(frontend, val, a_val), val.y),
+               progress, f"train {cfg.arch}")
+    ckpt = _checkpoint(cfg, frontend, fit, {
         "protocol": "leave-subjects-out", "train_subjects": list(cfg.split.train),
         "validation_subjects": list(cfg.split.validation), "test_subjects": list(cfg.split.test),
-        "n_train_windows": len(train)})
+        "n_train_windows": len(train), "alignment": cfg.alignment,
+        "calibration_run": cfg.calibration_run if aligned else None, "scored_runs": list(val_runs)})
+    if aligned:   # until a user calibrates it, the decoder deploys with the training subjects' pooled alignment
+        pooled = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset)
+        ckpt = replace(ckpt, align_matrix=alignment_matrix(apply_frontend(frontend, pooled.x), tuple(cfg.channels)))
+    return ckpt
+
+
+def scored_runs(alignment: str, calibration_run: int) -> tuple[int, ...]:
+    """The runs an unseen subject is scored on: all imagery runs, or those besides the calibration run."""
+    return tuple(r for r in IMAGERY_RUNS if alignment == "none" or r != calibration_run)
 
 
 def train_within_subject(cfg: TrainConfig, data_dir: Path, subject: int, progress: bool = True):
@@ -157,11 +227,15 @@ def train_within_subject(cfg: TrainConfig, data_dir: Path, subject: int, progres
     train = load_windows(runs[0], cfg.channels, window, offset, crops)
     val = load_windows(runs[1], cfg.channels, window, offset)
     test = load_windows(runs[2], cfg.channels, window, offset)
-    fit = _fit(cfg, frontend, train, val, progress, f"train {cfg.arch} S{subject:03d}")
+    # one subject, one alignment (from the training run): a fixed spatial whitening of all three runs
+    align = {subject: alignment_matrix(apply_frontend(frontend, load_windows(runs[0], cfg.channels, window, offset).x),
+                                       tuple(cfg.channels))} if cfg.alignment == "euclidean" else None
+    fit = _fit(cfg, (model_input(frontend, train, align), train.y), (model_input(frontend, val, align), val.y),
+               progress, f"train {cfg.arch} S{subject:03d}")
     ckpt = _checkpoint(cfg, frontend, fit, {"protocol": "within-subject", "subject": subject,
                                             "train_runs": [4], "validation_runs": [8], "test_runs": [12],
                                             "n_train_windows": len(train)})
-    return ckpt, evaluate(ckpt, test)
+    return ckpt, evaluate(ckpt, test, align)
 
 
 def evaluate_held_out(ckpt: Checkpoint, data_dir: Path) -> dict:
@@ -171,9 +245,15 @@ def evaluate_held_out(ckpt: Checkpoint, data_dir: Path) -> dict:
                           f"for 'leave-subjects-out' checkpoints")
     split = Split(tuple(ckpt.summary["train_subjects"]), tuple(ckpt.summary["validation_subjects"]),
                   tuple(ckpt.summary["test_subjects"]))
-    test = load_windows(find_recordings(data_dir, split.test), ckpt.channels, ckpt.window_samples,
+    calibration = ckpt.summary.get("calibration_run")
+    runs = scored_runs(ckpt.alignment, calibration)
+    test = load_windows(find_recordings(data_dir, split.test, runs), ckpt.channels, ckpt.window_samples,
                         ckpt.offset_samples)
-    return evaluate(ckpt, test)
+    alignments = None
+    if ckpt.alignment == "euclidean":
+        alignments = subject_alignments(ckpt.frontend, data_dir, split.test, (calibration,), ckpt.channels,
+                                        ckpt.window_samples, ckpt.offset_samples)
+    return {**evaluate(ckpt, test, alignments), "scored_runs": list(runs), "calibration_run": calibration}
 
 
 
@@ -207,3 +287,19 @@ def cross_validate(cfg: TrainConfig, data_dir: Path, subjects: tuple[int, ...], 
     return {"protocol": "leave-subjects-out cross-validation", "arch": cfg.arch, "folds": per_fold,
             "per_subject": per_subject, "mean": float(values.mean()), "std": float(values.std()),
             "min": float(values.min()), "max": float(values.max()), "chance": 1.0 / len(CLASSES)}
+
+
+def calibrate_checkpoint(ckpt: Checkpoint, recordings: list[Path]) -> Checkpoint:
+    """Fit an aligned decoder to its user: the alignment matrix from the user's imagery windows in
+    `recordings` (one run is enough; labels are not used). Returns the checkpoint ready to compile."""
+    if ckpt.alignment != "euclidean":
+        raise ConfigError(f"this {ckpt.arch} decoder was trained without alignment (alignment={ckpt.alignment!r}): "
+                          f"it needs no calibration; compile it as it is")
+    windows = load_windows([Path(p) for p in recordings], ckpt.channels, ckpt.window_samples, ckpt.offset_samples)
+    if abs(windows.fs_hz - ckpt.fs_hz) > 1e-6:
+        raise DataError(f"calibration recordings are sampled at {windows.fs_hz} Hz but the decoder runs at "
+                        f"{ckpt.fs_hz} Hz: record at {ckpt.fs_hz} Hz")
+    matrix = alignment_matrix(apply_frontend(ckpt.frontend, windows.x), ckpt.channels)
+    summary = {**ckpt.summary, "calibration": {"recordings": [Path(p).name for p in recordings],
+                                               "n_windows": len(windows)}}
+    return replace(ckpt, align_matrix=matrix, summary=summary)

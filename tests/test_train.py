@@ -12,7 +12,7 @@ def test_train_smoke_leave_subject_out(tmp_path):
     shutil.copy(SAMPLE_DIR / "S015R04.edf", tmp_path / "S001R04.edf")
     shutil.copy(SAMPLE_DIR / "S015R08.edf", tmp_path / "S002R04.edf")
     shutil.copy(SAMPLE_DIR / "S015R08.edf", tmp_path / "S003R04.edf")
-    cfg = TrainConfig(epochs=2, crop_s=(0.0,), split=Split(train=(1,), validation=(2,), test=(3,)))
+    cfg = TrainConfig(epochs=2, crop_s=(0.0,), alignment="none", split=Split(train=(1,), validation=(2,), test=(3,)))
     ck = train_decoder(cfg, tmp_path, progress=False)
     assert ck.summary["train_subjects"] == [1] and len(ck.summary["history"]) == 2
     assert ck.window_samples == 480 and ck.state_dict
@@ -34,7 +34,7 @@ def test_cross_validation_tests_every_subject_once(tmp_path):
     from edgebci.train import cross_validate
     for s in range(1, 7):
         shutil.copy(SAMPLE_DIR / ("S015R04.edf" if s % 2 else "S015R08.edf"), tmp_path / f"S{s:03d}R04.edf")
-    result = cross_validate(TrainConfig(epochs=1, crop_s=(0.0,)), tmp_path, tuple(range(1, 7)), folds=2,
+    result = cross_validate(TrainConfig(epochs=1, crop_s=(0.0,), alignment="none"), tmp_path, tuple(range(1, 7)), folds=2,
                             progress=False)
     assert sorted(result["per_subject"]) == [f"S{s:03d}" for s in range(1, 7)]
     assert [f["test"] for f in result["folds"]] == [[1, 2, 3], [4, 5, 6]]

@@ -54,8 +54,8 @@ class GraphOptions:
 
 
 def checkpoint_module(ckpt: Checkpoint):
-    """The torch module to export: the family's inference form when it has one."""
-    model = ckpt.build_model()
+    """The torch module to export: the family's inference form when it has one, after the user's alignment."""
+    model = ckpt.deploy_model()
     return model.for_export() if hasattr(model, "for_export") else model
 
 
@@ -141,10 +141,9 @@ def import_checkpoint(ckpt: Checkpoint):
     import torch
 
     from edgebci.compile.importer import import_torch_module
-    model = ckpt.build_model()
     window = torch.zeros(1, len(ckpt.channels), ckpt.window_samples)
-    if hasattr(model, "for_device"):
-        return import_stepped(model.for_device(), window), DecoderSpec.from_checkpoint(ckpt)
+    if hasattr(ckpt.build_model(), "for_device"):
+        return import_stepped(ckpt.deploy_model().for_device(), window), DecoderSpec.from_checkpoint(ckpt)
     mod = import_torch_module(checkpoint_module(ckpt), window)
     return mod, DecoderSpec.from_checkpoint(ckpt)
 

@@ -40,9 +40,14 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
         return np.concatenate([model(t[i:i + 256]).argmax(1).numpy() for i in range(0, len(t), 256)])
 
 
-def compare_frontends(ckpt, windows: Windows, recordings: list[Recording] | None = None) -> dict:
+def compare_frontends(ckpt, windows: Windows, recordings: list[Recording] | None = None,
+                      alignments: dict | None = None) -> dict:
     """Balanced accuracy per front end (float, fixed, and continuous when recordings are given), per
-    subject, the largest input difference from the float path in uV, and how often predictions agree."""
+    subject, the largest input difference from the float path in uV, and how often predictions agree.
+
+    An aligned decoder (edgebci.zoo.align) gets each subject's alignment after the front end: from
+    `alignments` {subject: matrix}, else the checkpoint's calibrated matrix.
+    """
     model = ckpt.build_model()
     inputs = {"float": apply_frontend(ckpt.frontend, windows.x), "fixed": apply_fixed_frontend(ckpt.frontend, windows.x)}
     if recordings is not None:
@@ -52,12 +57,22 @@ def compare_frontends(ckpt, windows: Windows, recordings: list[Recording] | None
                              f"{inputs['float'].shape}")
     n = len(ckpt.classes)
     subjects = np.array([subject_of(Path(s.split("@")[0])) for s in windows.source])
+    diffs = {k: float(np.abs(x - inputs["float"]).max()) for k, x in inputs.items()}   # before any alignment
+    if ckpt.alignment != "none":
+        from edgebci.zoo.align import align_windows
+        if alignments is None:
+            if ckpt.align_matrix is None:
+                raise ValueError("an aligned decoder needs per-subject alignments or a calibrated checkpoint")
+            alignments = {int(s): ckpt.align_matrix for s in set(subjects.tolist())}
+        for x in inputs.values():
+            for s in set(subjects.tolist()):
+                x[subjects == s] = align_windows(x[subjects == s], alignments[int(s)])
     preds = {k: _predict(model, x) for k, x in inputs.items()}
     out = {"n_windows": len(windows), "chance": 1.0 / n}
     for k, p in preds.items():
         out[k] = {"balanced_accuracy": balanced_accuracy(windows.y, p, n),
                   "per_subject": {f"S{s:03d}": balanced_accuracy(windows.y[subjects == s], p[subjects == s], n)
                                   for s in sorted(set(subjects))},
-                  "max_abs_input_diff_uv": float(np.abs(inputs[k] - inputs["float"]).max()),
+                  "max_abs_input_diff_uv": diffs[k],
                   "predictions_equal_to_float": int(np.sum(p == preds["float"]))}
     return out

@@ -9,10 +9,13 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edgebci.errors import ConfigError, missing_extra
 from edgebci.frontend import FrontEnd
 
 SCHEMA = 1
+ALIGNMENTS = ("none", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Checkpoint:
     frontend: FrontEnd
     state_dict: dict = field(repr=False)
     summary: dict = field(default_factory=dict, repr=False)   # training report: protocol, accuracy
+    alignment: str = "none"      # "euclidean": the decoder expects its user's aligned input (edgebci.zoo.align)
+    # (C, C) float32: the training subjects' pooled alignment, replaced by the user's when calibrated
+    align_matrix: object = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.window_samples <= 0 or self.hop_samples <= 0:
@@ -36,6 +42,13 @@ class Checkpoint:
         if abs(self.frontend.fs_hz - self.fs_hz) > 1e-9:
             raise ConfigError(f"front end designed for {self.frontend.fs_hz} Hz but the decoder runs at "
                               f"{self.fs_hz} Hz; redesign the front end at fs_hz={self.fs_hz}")
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
+        if self.align_matrix is not None:
+            m = np.asarray(self.align_matrix)
+            if self.alignment != "euclidean" or m.shape != (len(self.channels),) * 2:
+                raise ConfigError(f"an alignment matrix needs alignment='euclidean' and shape "
+                                  f"{(len(self.channels),) * 2}; got {self.alignment!r}, {m.shape}")
         if self.config.get("n_channels") != len(self.channels):
             raise ConfigError(f"config.n_channels={self.config.get('n_channels')} but "
                               f"{len(self.channels)} channels are listed")
@@ -47,9 +60,36 @@ class Checkpoint:
         model.load_state_dict(self.state_dict)
         return model.eval()
 
+    @property
+    def calibrated(self) -> bool:
+        """Ready to deploy: no alignment needed, or an alignment matrix is set."""
+        return self.alignment == "none" or self.align_matrix is not None
+
+    @property
+    def alignment_source(self) -> str:
+        """"none", "population" (the training subjects' pooled alignment) or "user" (calibrated)."""
+        if self.alignment == "none":
+            return "none"
+        return "user" if "calibration" in self.summary else "population"
+
+    def deploy_model(self):
+        """The module a device runs: the decoder, preceded by the user's alignment when it has one."""
+        from edgebci.zoo.align import Aligned
+        model = self.build_model()
+        if self.alignment == "none":
+            return model
+        if self.align_matrix is None:
+            raise ConfigError(f"this {self.arch} decoder was trained on Euclidean-aligned EEG and must be calibrated "
+                              f"for its user first: `edgebci compile CHECKPOINT --calibrate USER_RUN.edf ...` or "
+                              f"`edgebci calibrate CHECKPOINT --data USER_RUN.edf --out USER.pt` (one imagery run of "
+                              f"that user; labels are not used)")
+        return Aligned(model, np.asarray(self.align_matrix, np.float32)).eval()
+
     def content_hash(self) -> str:
         h = hashlib.sha256(repr((self.arch, sorted(self.config.items()), self.channels, self.fs_hz,
                                  self.window_samples, self.frontend.sos)).encode())
+        if self.align_matrix is not None:
+            h.update(np.asarray(self.align_matrix, np.float32).tobytes())
         for k in sorted(self.state_dict):
             h.update(k.encode())
             h.update(self.state_dict[k].detach().cpu().numpy().tobytes())
@@ -73,7 +113,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
                 "offset_samples": ckpt.offset_samples, "hop_samples": ckpt.hop_samples,
                 "classes": list(ckpt.classes), "frontend": ckpt.frontend.to_dict(),
                 "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
-                "summary": ckpt.summary}, path)
+                "summary": ckpt.summary, "alignment": ckpt.alignment,
+                "align_matrix": None if ckpt.align_matrix is None else torch.from_numpy(
+                    np.asarray(ckpt.align_matrix, np.float32))}, path)
     return path
 
 
@@ -93,4 +135,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(raw["arch"], raw["config"], tuple(raw["channels"]), float(raw["fs_hz"]),
                       int(raw["window_samples"]), int(raw["offset_samples"]), int(raw["hop_samples"]),
                       tuple(raw["classes"]), FrontEnd.from_dict(raw["frontend"]), raw["state_dict"],
-                      raw.get("summary", {}))
+                      raw.get("summary", {}), raw.get("alignment", "none"),
+                      None if raw.get("align_matrix") is None else raw["align_matrix"].numpy())

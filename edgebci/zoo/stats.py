@@ -8,7 +8,13 @@ def decoder_stats(ckpt) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from dataclasses import replace
+
+    import numpy as np
+
     from edgebci.compile.sources import checkpoint_module
+    if not ckpt.calibrated:   # the same cost for any user: count with an identity alignment
+        ckpt = replace(ckpt, align_matrix=np.eye(len(ckpt.channels), dtype=np.float32))
     model = checkpoint_module(ckpt)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, len(ckpt.channels), ckpt.window_samples))
