@@ -275,8 +275,11 @@ def run_demo(out_dir: Path, progress: bool = True) -> HilSummary:
     the second (S015R08) is decoded on the board.
     """
     compiled_dir = out_dir / "compiled"
+    from edgebci.zoo import load_checkpoint
     calibration, decoded = demo_recordings()
-    compile_for_target(BUNDLED_CHECKPOINT, DEFAULT_TARGET, compiled_dir, progress, calibration=calibration)
+    aligned = load_checkpoint(BUNDLED_CHECKPOINT).alignment != "none"
+    compile_for_target(BUNDLED_CHECKPOINT, DEFAULT_TARGET, compiled_dir, progress,
+                       calibration=calibration if aligned else None)
     return hil_and_report(compiled_dir, decoded, out_dir, progress=progress)
 
 
