@@ -24,9 +24,9 @@ def _cmd_targets(args) -> int:
         keys = ("name", "cpu", "fpu", "flash_kib", "ram_kib", "stack_bytes", "reached_by", "description")
         print(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
         return 0
-    print(f"{'target':<12} {'cpu':<10} {'fpu':<12} {'flash KiB':>10} {'RAM KiB':>9} {'stack B':>8}  reached by")
+    print(f"{'target':<14} {'cpu':<14} {'fpu':<14} {'flash KiB':>10} {'RAM KiB':>9} {'stack B':>8}  reached by")
     for name, cpu, fpu, flash, ram, stack, how, desc in rows:
-        print(f"{name:<12} {cpu:<10} {fpu:<12} {flash:>10} {ram:>9} {stack:>8}  {how}\n{'':<12} {desc}")
+        print(f"{name:<14} {cpu:<14} {fpu:<14} {flash:>10} {ram:>9} {stack:>8}  {how}\n{'':<14} {desc}")
     return 0
 
 

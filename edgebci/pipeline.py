@@ -101,7 +101,7 @@ def open_device(target: Target, image, out_dir: Path, port: str | None):
     from edgebci.hil.launch import open_port, start_process, start_qemu
     log = out_dir / "device.log"
     if port:
-        return open_port(port)
+        return open_port(port, log_path=log)
     if target.kind == "linux":
         return start_process(image.path, log)
     if target.is_emulated:

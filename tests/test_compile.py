@@ -26,7 +26,7 @@ def test_generated_c_matches_torch_and_tvm(compiled_model, bundled_checkpoint, h
     from tvm import relax
 
     from edgebci.compile.importer import import_torch_module
-    model = bundled_checkpoint.build_model()
+    model = bundled_checkpoint.deploy_model()
     x = (np.random.default_rng(0).standard_normal((3, compiled_model.n_channels, compiled_model.n_samples)) * 15).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -45,7 +45,7 @@ def test_front_end_plus_model_matches_training_path(bundled_checkpoint, host_ref
     ck = bundled_checkpoint
     w = extract_cue_windows(read_recording(sample_edf, ck.channels), ck.window_samples, ck.offset_samples)
     with torch.no_grad():
-        want = ck.build_model()(torch.from_numpy(apply_frontend(ck.frontend, w.x))).numpy()
+        want = ck.deploy_model()(torch.from_numpy(apply_frontend(ck.frontend, w.x))).numpy()
     got = np.stack([host_reference.scores(np.ascontiguousarray(x.T)) for x in w.x])
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     assert (got.argmax(1) == want.argmax(1)).all()

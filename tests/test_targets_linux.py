@@ -71,6 +71,7 @@ def test_orin_cpu_side_runs_under_qemu_aarch64_and_agrees(orin, tmp_path):
     r = hil_and_report(out, [SAMPLE_DIR / "S015R08.edf"], tmp_path / "r", max_windows=3, progress=False).report
     assert r["windows"]["failed"] == 0 and r["agreement"]["rate"] == 1.0, r["failures"]
     assert "qemu-aarch64" in (tmp_path / "r" / "device.log").read_text()
+    assert r["latency"]["metric"] == "emulated_process_us"      # qemu-user speed is not the board's latency
 
 
 def test_ssh_url_to_command():

@@ -26,7 +26,9 @@ def test_bundled_checkpoint_describes_its_training(path):
     assert ck.arch == path.stem and ck.summary["protocol"] == "leave-subjects-out"
     assert 15 in ck.summary["test_subjects"]          # the shipped sample subject was never trained on
     test = ck.summary["test"]
-    assert test["n_windows"] == 135 and 0.0 <= test["balanced_accuracy"] <= 1.0
+    # aligned: each held-out subject calibrated on run 4 (labels unused), scored on runs 8 and 12
+    assert ck.alignment == "euclidean" and ck.alignment_source == "population" and test["scored_runs"] == [8, 12]
+    assert test["n_windows"] == 90 and 0.0 <= test["balanced_accuracy"] <= 1.0
     n_params = sum(v.numel() for k, v in ck.state_dict.items() if "running" not in k and "num_batches" not in k)
     assert n_params < 50_000
     x = torch.zeros(2, len(ck.channels), ck.window_samples)

@@ -43,6 +43,7 @@ class CompiledModel:
     weight_bytes: int
     n_kernels: int
     descriptor_bytes: int = 0
+    n_sections: int = 4             # front-end biquad sections (their state is per channel)
 
     def __post_init__(self):
         if min(self.n_channels, self.n_samples, self.n_classes) <= 0:
@@ -55,10 +56,12 @@ class CompiledModel:
 
     @property
     def io_bytes(self) -> int:
-        """Receive buffer (one COBS-framed int16 window) plus the float filter output."""
+        """Receive buffer (one COBS-framed WINDOW, or one STREAM chunk of a whole window), the float model input,
+        the stream rings (int32 filtered + int16 raw last window) and two fixed-point filter states."""
         window = self.n_channels * self.n_samples
-        frame = 2 * window + 4 + 10                 # WINDOW body header + frame header and CRC
-        return frame + frame // 254 + 2 + 4 * window
+        frame = 2 * window + 8 + 10                 # STREAM chunk header (8 B) + frame header and CRC
+        filter_states = 2 * 16 * self.n_channels * self.n_sections
+        return frame + frame // 254 + 2 + 4 * window + 6 * window + filter_states
 
     def estimated_ram_bytes(self, target: Target) -> int:
         return (self.arena_bytes + self.workspace_bytes + self.descriptor_bytes + self.io_bytes
@@ -68,7 +71,8 @@ class CompiledModel:
     def load(cls, out_dir: Path) -> "CompiledModel":
         m = read_manifest(out_dir, "compiled-model")
         return cls(Path(out_dir), m["target"], m["model_id"], m["n_channels"], m["n_samples"], m["n_classes"],
-                   m["arena_bytes"], m["workspace_bytes"], m["weight_bytes"], m["n_kernels"], m["descriptor_bytes"])
+                   m["arena_bytes"], m["workspace_bytes"], m["weight_bytes"], m["n_kernels"], m["descriptor_bytes"],
+                   len(m["frontend"]["sos"]))
 
 
 def tvm_include_dirs() -> list[Path]:
@@ -163,7 +167,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
         cuda_info = build_cuda(relax_mod, target, out_dir / "cuda").to_dict()
     compiled = CompiledModel(out_dir, target.name, spec.model_id, len(spec.channels), spec.window_samples,
                              len(spec.classes), max(plan.arena_bytes, 16), max(workspace, 16), plan.const_bytes,
-                             lowered.n_kernels, plan.descriptor_bytes)
+                             lowered.n_kernels, plan.descriptor_bytes, len(spec.frontend.sos))
     write_manifest(out_dir, "compiled-model", {
         "target": target.name, "target_file": str(target.source) if target.source else "",
         "model_id": spec.model_id, "source_sha256": source_sha256, "arch": spec.arch,

@@ -34,6 +34,8 @@ protocol, no HAL) and exports, from firmware_bridge/include/ebci/ebci_decoder.h:
     uint32_t ebci_decoder_error_detail(void);  const char *ebci_tvm_error_message(void);
     size_t ebci_workspace_peak_bytes(void);
     const float ebci_frontend_sos[n_sections][6];
+    streaming: ebci_stream_start/push/n_samples/hop/saturated/filtered, ebci_decoder_in_shift;
+    the fixed-point filter: ebci_filter_*; its coefficients: ebci_frontend_design/coeffs/post_shift.
 
     lib = ctypes.CDLL(str(path))
     lib.ebci_decoder_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -55,7 +57,7 @@ from edgebci.targets import Target
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_bridge"
 MODEL_FILES = ("ebci_model.h", "ebci_model.c", "ebci_model_kernels.c", "ebci_frontend.h", "ebci_frontend.c")
-DECODER_SOURCES = ("ebci_decoder.c", "ebci_tvm_shim.c")
+DECODER_SOURCES = ("ebci_decoder.c", "ebci_filter.c", "ebci_tvm_shim.c")
 DEVICE_SOURCES = ("ebci_frame.c", "ebci_protocol.c", "ebci_device.c", *DECODER_SOURCES)
 BASE_CFLAGS = ("-O2", "-g", "-std=gnu11", "-ffunction-sections", "-fdata-sections")
 # Warnings for our C only: TVM's generated kernels trip -Wall by the hundred (unused shape and

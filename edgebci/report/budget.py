@@ -30,6 +30,10 @@ def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Tar
         metric = "qemu_insn_count"
         note = (f"instructions executed in QEMU ({target.qemu_machine}, -icount shift={shift}), from SysTick "
                 f"virtual time: count = ticks * 1e9 / ({timer_hz} Hz * 2^{shift}); deterministic, not cycles")
+    elif timer_src == TIMER_OS_NS and _foreign(target):
+        values, metric = t / 1e3, "emulated_process_us"
+        note = (f"wall-clock time of the decode in the {target.name} process run under qemu-user on this machine "
+                f"(CLOCK_MONOTONIC), microseconds: emulation speed, not the board's decoder latency")
     elif timer_src == TIMER_OS_NS:
         values, metric = t / 1e3, "process_latency_us"
         note = "wall-clock time of the decode in the Linux process (CLOCK_MONOTONIC), microseconds"
@@ -43,6 +47,13 @@ def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Tar
         out["clock_note"] = (f"milliseconds at {target.clock_hz / 1e6:g} MHz assuming one "
                              f"{'instruction' if metric == 'qemu_insn_count' else 'cycle'} per clock: an estimate")
     return out
+
+
+def _foreign(target: Target) -> bool:
+    """A Linux target of another architecture than this machine's: its process runs under qemu-user here."""
+    import platform
+    triple = (target.llvm_mtriple or "").split("-")[0]
+    return target.kind == "linux" and bool(triple) and triple != platform.machine()
 
 
 def _compute_ms(lat: dict) -> float | None:

@@ -214,10 +214,3 @@ int ebci_decoder_in_shift(void)
 {
     return EBCI_FRONTEND_IN_SHIFT;
 }
-
-/* edgebci.firmware.build compiles the sources it lists (DECODER_SOURCES, DEVICE_SOURCES), which do
- * not name ebci_filter.c yet: until they do, the filter is built as part of this translation unit.
- * When ebci_filter.c joins those lists, build with -DEBCI_FILTER_OWN_UNIT (or delete these lines). */
-#ifndef EBCI_FILTER_OWN_UNIT
-#include "ebci_filter.c"
-#endif
