@@ -110,7 +110,8 @@ def open_device(target: Target, image, out_dir: Path, port: str | None):
 
 
 @dataclass(frozen=True)
-class HilSummary:
+class RunSummary:
+    """A finished HIL run: its report and where it was written."""
     report: dict
     json_path: Path
     html_path: Path
@@ -119,6 +120,9 @@ class HilSummary:
     def ok(self) -> bool:
         return bool(self.report["ok"])
 
+
+@dataclass(frozen=True)
+class HilSummary(RunSummary):
     def summary_line(self) -> str:
         r = self.report
         w, a, lat, acc = r["windows"], r["agreement"], r["latency"], r["accuracy"]
@@ -185,15 +189,7 @@ def _check_device(info, compiled: CompiledModel) -> None:
 
 
 @dataclass(frozen=True)
-class StreamSummary:
-    report: dict
-    json_path: Path
-    html_path: Path
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.report["ok"])
-
+class StreamSummary(RunSummary):
     def summary_line(self) -> str:
         r = self.report
         s, d, ex, acc, lb = r["stream"], r["decisions"], r["filter_bit_exact"], r["accuracy"], r["latency_budget"]

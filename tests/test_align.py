@@ -86,18 +86,38 @@ def test_aligned_training_scores_unseen_subjects_on_runs_they_were_not_calibrate
     assert report["n_windows"] == 15 and report["scored_runs"] == [8, 12]     # run 8 only: run 4 calibrates
 
 
-def test_a_calibrated_recurrent_decoder_compiles_with_the_alignment_in_its_encoder(tmp_path):
+@pytest.mark.parametrize("arch", ["conformer", "eegnet", "mamba", "s4d", "spiking"])
+def test_every_family_folds_the_alignment_into_its_first_weights(arch):
+    """The device form computes model(matrix @ x) with no matrix product of its own: same outputs."""
+    from edgebci.zoo.stepped import run_stepped
+    ck = load_checkpoint(SAMPLE_DIR.parent / "checkpoints" / f"{arch}.pt")
+    deployed = ck.deploy_model()
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 20, (3, 21, 480)).astype(np.float32))
+    with torch.no_grad():
+        want = deployed(x)
+        export = deployed.for_export()
+        torch.testing.assert_close(export(x), want, rtol=1e-4, atol=1e-4)
+        if hasattr(ck.build_model(), "for_device"):
+            torch.testing.assert_close(run_stepped(deployed.for_device(), x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["eegnet", "spiking"])
+def test_a_calibrated_decoder_compiles_with_the_alignment_folded_in(arch):
     from edgebci.compile.cdriver import plan_driver
     from edgebci.compile.lower import lower_to_c
     from edgebci.compile.sources import import_checkpoint
     from edgebci.train import calibrate_checkpoint
-    ck = load_checkpoint(SAMPLE_DIR.parent / "checkpoints" / "spiking.pt")
-    ck = calibrate_checkpoint(replace(ck, alignment="euclidean", align_matrix=None), [SAMPLE_DIR / "S015R04.edf"])
+    ck = load_checkpoint(SAMPLE_DIR.parent / "checkpoints" / f"{arch}.pt")
+    ck = calibrate_checkpoint(ck, [SAMPLE_DIR / "S015R04.edf"])
     mod, spec = import_checkpoint(ck)
     plan = plan_driver(lower_to_c(mod).relax_mod)
     weights = [a for _, a in plan.consts]
-    assert any(a.size == 21 * 21 and np.allclose(a.reshape(21, 21), ck.align_matrix) for a in weights)
-    assert plan.loop is not None and spec.model_id == ck.content_hash()
+    assert not any(a.size == 21 * 21 for a in weights)                       # no separate 21 x 21 product
+    assert spec.model_id == ck.content_hash()
+    if arch == "spiking":                                                    # W_spatial @ M, computed once
+        w = ck.build_model().spatial.weight.detach()[:, :, 0].numpy() @ np.asarray(ck.align_matrix)
+        assert any(a.size == w.size and np.allclose(a.reshape(w.shape), w, rtol=1e-5, atol=1e-6) for a in weights)
+        assert plan.loop is not None
 
 
 def test_calibrate_command_writes_a_user_checkpoint(tmp_path, capsys):

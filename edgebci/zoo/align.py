@@ -49,7 +49,11 @@ def align_windows(filtered: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 class Aligned(nn.Module):
-    """A decoder preceded by its user's alignment: x (batch, C, T) filtered uV -> model(matrix @ x)."""
+    """A decoder preceded by its user's alignment: x (batch, C, T) filtered uV -> model(matrix @ x).
+
+    For the device, every zoo family folds the matrix into its first spatial weights (`fold_alignment`),
+    so the alignment costs nothing at run time; a model without that method keeps it as a matrix product.
+    """
 
     def __init__(self, model: nn.Module, matrix: np.ndarray):
         super().__init__()
@@ -59,11 +63,21 @@ class Aligned(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(torch.matmul(self.matrix, x))
 
+    def _folded(self) -> nn.Module | None:
+        fold = getattr(self.model, "fold_alignment", None)
+        return fold(self.matrix) if fold is not None else None
+
     def for_export(self) -> nn.Module:
+        folded = self._folded()
+        if folded is not None:
+            return folded.for_export() if hasattr(folded, "for_export") else folded
         inner = self.model.for_export() if hasattr(self.model, "for_export") else self.model
         return Aligned(inner, self.matrix.numpy()).eval()
 
     def for_device(self):
         """For a stepped family (the wrapped model has `for_device`): the alignment runs first in `encode`."""
+        folded = self._folded()
+        if folded is not None:
+            return folded.for_device()
         export = self.model.for_device()
         return replace(export, encode=Aligned(export.encode, self.matrix.numpy()).eval())

@@ -7,6 +7,7 @@ positions, mean pooling over tokens, linear head. The embedding is exported spat
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -88,6 +89,12 @@ class Conformer(nn.Module):
         x = self.drop(self.pool(x)).transpose(1, 2) + self.pos      # (B, tokens, d_model)
         x = self.norm(self.blocks(x))
         return self.head(self.drop(x.mean(dim=1)))
+
+    def fold_alignment(self, matrix: torch.Tensor) -> "Conformer":
+        """An eval-mode copy computing self(matrix @ x): the mixing joins the first block's spatial weights."""
+        folded = copy.deepcopy(self).eval()
+        folded.embed.fold_input_mix(matrix)
+        return folded
 
     def for_export(self) -> "Conformer":
         self.eval()

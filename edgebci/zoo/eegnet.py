@@ -6,6 +6,7 @@ separable convolution (F2) -> ELU -> pool -> linear. Exported spatial-first (see
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -71,6 +72,12 @@ class EEGNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self._features(x))
+
+    def fold_alignment(self, matrix: torch.Tensor) -> "EEGNet":
+        """An eval-mode copy computing self(matrix @ x): the mixing joins the first block's spatial weights."""
+        folded = copy.deepcopy(self).eval()
+        folded.block1.fold_input_mix(matrix)
+        return folded
 
     def for_export(self) -> "EEGNet":
         self.eval()

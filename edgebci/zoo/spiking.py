@@ -13,12 +13,14 @@ loop, for a compiler that wants one graph from window to logits; `for_device` gi
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from edgebci.errors import ConfigError, missing_extra
+from edgebci.zoo.blocks import fold_into_pointwise
 from edgebci.zoo.stepped import Method, SteppedExport
 
 RESETS = ("subtract", "zero")
@@ -190,6 +192,12 @@ class SpikingLIF(nn.Module):
                 spikes, mem[i] = lif(spikes, mem[i])
             count = count + spikes
         return self.readout(count)
+
+    def fold_alignment(self, matrix: torch.Tensor) -> "SpikingLIF":
+        """An eval-mode copy computing self(matrix @ x): the mixing joins the first (spatial) weights."""
+        folded = copy.deepcopy(self).eval()
+        fold_into_pointwise(folded.spatial, matrix)
+        return folded
 
     def for_export(self) -> "UnrolledSpikingLIF":
         """Eval mode, time loop unrolled over `step`: one graph from window to logits (ONNX, .pt2)."""

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
-from edgebci.zoo.blocks import require_positive
+from edgebci.zoo.blocks import fold_into_pointwise, require_positive
 from edgebci.zoo.stepped import Method, SteppedExport
 
 MAX_SCAN_STEPS = 64        # the scan is unrolled at compile time: more steps, more C and compile time
@@ -214,6 +214,12 @@ class S4D(nn.Module):
         x = _log_power(x, c.pool, c.pool_stride).mean(-1)                  # (B, H)
         return self.head(self.drop(x))
 
+    def fold_alignment(self, matrix: torch.Tensor) -> "S4D":
+        """An eval-mode copy computing self(matrix @ x): the mixing joins the first (spatial) weights."""
+        folded = copy.deepcopy(self).eval()
+        fold_into_pointwise(folded.spatial, matrix)
+        return folded
+
     def for_export(self) -> "S4D":
         """An eval-mode copy whose SSM layers are fixed depthwise convolutions (equal to `forward`)."""
         frozen = copy.deepcopy(self).eval()
@@ -383,6 +389,12 @@ class Mamba(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.classify(x)
+
+    def fold_alignment(self, matrix: torch.Tensor) -> "Mamba":
+        """An eval-mode copy computing self(matrix @ x): the mixing joins the first (spatial) weights."""
+        folded = copy.deepcopy(self).eval()
+        fold_into_pointwise(folded.spatial, matrix)
+        return folded
 
     def init_state(self, batch: int) -> torch.Tensor:
         """Zero state for `step`, shape (batch, n_layers, d_inner, d_state + d_conv - 1)."""
