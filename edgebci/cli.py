@@ -341,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="balanced accuracy and confusion matrix of a checkpoint on recordings, "
                        "on the host (no device)")
     e.add_argument("checkpoint", help="a zoo checkpoint (.pt)")
-    e.add_argument("--data", nargs="+", required=True, metavar="EDF", help="EEGMMIDB .edf recordings (runs 4/8/12)")
+    e.add_argument("--data", nargs="+", required=True, metavar="EDF",
+                   help="EEGMMIDB .edf recordings (runs 4/8/12). An aligned decoder not yet calibrated for a user "
+                   "aligns each subject from its run 4 (labels unused; the file must lie beside the others) and "
+                   "scores the other runs; without those runs it uses the checkpoint's pooled alignment")
     e.add_argument("--out", help="write the report as JSON here")
     e.add_argument("--frontend", choices=["float", "compare"], default="float",
                    help="float: the training front end (default); compare: float32 vs the device's Q31 front end, "
