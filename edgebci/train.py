@@ -63,13 +63,18 @@ def window_subjects(windows: Windows) -> np.ndarray:
     return np.array([subject_of(Path(s.split("@")[0])) for s in windows.source])
 
 
+def windows_alignment(frontend, windows: Windows) -> np.ndarray:
+    """The alignment matrix (edgebci.zoo.align) of imagery windows of one person; labels are not used."""
+    if abs(windows.fs_hz - frontend.fs_hz) > 1e-6:
+        raise DataError(f"recordings sampled at {windows.fs_hz} Hz cannot calibrate a decoder that runs at "
+                        f"{frontend.fs_hz} Hz: use recordings at {frontend.fs_hz} Hz")
+    return alignment_matrix(apply_frontend(frontend, windows.x), tuple(windows.channels))
+
+
 def subject_alignments(frontend, data_dir: Path, subjects, runs, channels, window: int, offset: int) -> dict:
     """{subject: alignment matrix} from the subject's imagery windows in `runs` (labels are not used)."""
-    out = {}
-    for s in subjects:
-        w = load_windows(find_recordings(data_dir, (s,), tuple(runs)), channels, window, offset)
-        out[int(s)] = alignment_matrix(apply_frontend(frontend, w.x), tuple(channels))
-    return out
+    return {int(s): windows_alignment(frontend, load_windows(find_recordings(data_dir, (s,), tuple(runs)), channels,
+                                                             window, offset)) for s in subjects}
 
 
 def model_input(frontend, windows: Windows, alignments: dict | None) -> np.ndarray:
@@ -207,7 +212,7 @@ def train_decoder(cfg: TrainConfig, data_dir: Path, progress: bool = True) -> Ch
         "calibration_run": cfg.calibration_run if aligned else None, "scored_runs": list(val_runs)})
     if aligned:   # until a user calibrates it, the decoder deploys with the training subjects' pooled alignment
         pooled = load_windows(find_recordings(data_dir, cfg.split.train), cfg.channels, window, offset)
-        ckpt = replace(ckpt, align_matrix=alignment_matrix(apply_frontend(frontend, pooled.x), tuple(cfg.channels)))
+        ckpt = replace(ckpt, align_matrix=windows_alignment(frontend, pooled))
     return ckpt
 
 
@@ -228,8 +233,8 @@ def train_within_subject(cfg: TrainConfig, data_dir: Path, subject: int, progres
     val = load_windows(runs[1], cfg.channels, window, offset)
     test = load_windows(runs[2], cfg.channels, window, offset)
     # one subject, one alignment (from the training run): a fixed spatial whitening of all three runs
-    align = {subject: alignment_matrix(apply_frontend(frontend, load_windows(runs[0], cfg.channels, window, offset).x),
-                                       tuple(cfg.channels))} if cfg.alignment == "euclidean" else None
+    align = {subject: windows_alignment(frontend, load_windows(runs[0], cfg.channels, window, offset))} \
+        if cfg.alignment == "euclidean" else None
     fit = _fit(cfg, (model_input(frontend, train, align), train.y), (model_input(frontend, val, align), val.y),
                progress, f"train {cfg.arch} S{subject:03d}")
     ckpt = _checkpoint(cfg, frontend, fit, {"protocol": "within-subject", "subject": subject,
@@ -296,10 +301,7 @@ def calibrate_checkpoint(ckpt: Checkpoint, recordings: list[Path]) -> Checkpoint
         raise ConfigError(f"this {ckpt.arch} decoder was trained without alignment (alignment={ckpt.alignment!r}): "
                           f"it needs no calibration; compile it as it is")
     windows = load_windows([Path(p) for p in recordings], ckpt.channels, ckpt.window_samples, ckpt.offset_samples)
-    if abs(windows.fs_hz - ckpt.fs_hz) > 1e-6:
-        raise DataError(f"calibration recordings are sampled at {windows.fs_hz} Hz but the decoder runs at "
-                        f"{ckpt.fs_hz} Hz: record at {ckpt.fs_hz} Hz")
-    matrix = alignment_matrix(apply_frontend(ckpt.frontend, windows.x), ckpt.channels)
+    matrix = windows_alignment(ckpt.frontend, windows)
     summary = {**ckpt.summary, "calibration": {"recordings": [Path(p).name for p in recordings],
                                                "n_windows": len(windows)}}
     return replace(ckpt, align_matrix=matrix, summary=summary)

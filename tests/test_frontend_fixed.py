@@ -237,8 +237,10 @@ def test_fixed_design_validation():
         FixedFrontEnd(fixed.coeffs, fixed.post_shift, 17)
     with pytest.raises(ConfigError, match=r"accumulator overflow; raise its post_shift"):
         FixedFrontEnd(((INT32_MAX, INT32_MAX, INT32_MAX, INT32_MIN, INT32_MAX),), (0,), 8)
-    with pytest.raises(ConfigError, match=r"must hold int16 microvolts"):
+    with pytest.raises(ConfigError, match=r"must hold int16 microvolts \(-32768..32767\), got values 40000..40000: clip"):
         filter_fixed(fixed, np.full((1, 4), 40000))
+    with pytest.raises(ConfigError, match=r"integer microvolts .* got dtype float64"):
+        filter_fixed(fixed, np.zeros((1, 4)))
 
 
 def test_emitted_tables_are_the_quantised_sections():

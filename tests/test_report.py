@@ -66,3 +66,16 @@ def test_window_report_carries_the_latency_budget(tmp_path):
     assert lb["total_ms"] == pytest.approx(lb["filter_group_delay_ms"] + 500.0 + lb["compute_ms"])
     _, h = write_report(r, tmp_path)
     assert "Latency budget" in h.read_text()
+
+
+def test_latency_labels_say_what_was_measured():
+    """Cycles only from a physical board's counter; QEMU reached through --port and foreign processes say so."""
+    from edgebci.report.budget import latency_section
+    from edgebci.targets import Target
+    orin, m4, f746 = (Target.from_name(n) for n in ("jetson-orin", "mps2-an386", "nucleo-f746zg"))
+    assert latency_section([1000], 2, 0, orin, emulated=True)["metric"] == "emulated_process_us"   # qemu-aarch64
+    assert latency_section([1000], 2, 0, orin, emulated=False)["metric"] == "process_latency_us"   # a real Orin
+    assert latency_section([1000], 1, 25_000_000, m4, emulated=True)["metric"] == "qemu_insn_count"
+    assert latency_section([1000], 1, 25_000_000, m4, emulated=False)["metric"] == "systick_ticks"
+    assert latency_section([1000], 0, 16_000_000, f746, emulated=False)["metric"] == "cycles"
+    assert latency_section([1000], -1, 25_000_000, m4)["metric"] == "none"

@@ -163,8 +163,12 @@ def filter_fixed(fixed: FixedFrontEnd, x: np.ndarray, state: FilterState | None 
     x = np.asarray(x)
     if x.ndim != 2:
         raise ConfigError(f"x must have shape (n_channels, n_samples), got {x.shape}")
-    if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < -32768 or x.max() > 32767)):
-        raise ConfigError(f"x must hold int16 microvolts, got dtype {x.dtype}; cast with x.astype(np.int16)")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ConfigError(f"x must hold integer microvolts (int16 range), got dtype {x.dtype}: round the samples to "
+                          f"integers first")
+    if x.size and (x.min() < -32768 or x.max() > 32767):
+        raise ConfigError(f"x must hold int16 microvolts (-32768..32767), got values {x.min()}..{x.max()}: clip or "
+                          f"rescale the recording (a cast to int16 would wrap them)")
     n_ch, n = x.shape
     state = FilterState.zeros(n_ch, fixed.n_sections) if state is None else state.copy()
     if state.z.shape != (n_ch, fixed.n_sections, 4):

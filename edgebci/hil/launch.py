@@ -169,7 +169,8 @@ class PipePort:
 QEMU_USER = {183: ("qemu-aarch64", "/usr/aarch64-linux-gnu", "qemu-user gcc-aarch64-linux-gnu"),
              40: ("qemu-arm", "/usr/arm-linux-gnueabihf", "qemu-user gcc-arm-linux-gnueabihf")}
 _HOST_ELF_MACHINE = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
-# QEMU user mode runs a process about 5-10x slower than native: more time for each answer
+# QEMU user mode runs our decoder process several times slower than native (measured 3-5x here): the link
+# timeouts grow by this factor for a process run under it
 QEMU_USER_SLOWDOWN = 4.0
 
 

@@ -30,16 +30,23 @@ def latency_section(ticks: list[int], timer_src: int, timer_hz: int, target: Tar
         metric = "qemu_insn_count"
         note = (f"instructions executed in QEMU ({target.qemu_machine}, -icount shift={shift}), from SysTick "
                 f"virtual time: count = ticks * 1e9 / ({timer_hz} Hz * 2^{shift}); deterministic, not cycles")
-    elif timer_src == TIMER_OS_NS and _foreign(target):
+    elif timer_src == TIMER_OS_NS and emulated and _foreign(target):
         values, metric = t / 1e3, "emulated_process_us"
         note = (f"wall-clock time of the decode in the {target.name} process run under qemu-user on this machine "
                 f"(CLOCK_MONOTONIC), microseconds: emulation speed, not the board's decoder latency")
     elif timer_src == TIMER_OS_NS:
         values, metric = t / 1e3, "process_latency_us"
         note = "wall-clock time of the decode in the Linux process (CLOCK_MONOTONIC), microseconds"
-    else:
+    elif timer_src in (TIMER_DWT, TIMER_SYSTICK) and not target.is_emulated:
         values, metric = t, "cycles"
         note = f"core clock cycles counted by the board's {'DWT' if timer_src == TIMER_DWT else 'SysTick'} timer"
+    elif timer_src in (TIMER_DWT, TIMER_SYSTICK):
+        values, metric = t, "systick_ticks"
+        note = (f"SysTick ticks of {target.name}, an emulated board reached through --port: QEMU was not started by "
+                f"edgebci, so its -icount setting is unknown and the ticks are neither cycles nor instructions")
+    else:
+        return {"metric": "none", "note": f"the device reported an unknown timer source {timer_src}: its ticks "
+                                          f"cannot be labelled"}
     out = {"metric": metric, "note": note, "median": float(np.median(values)), "max": float(values.max()),
            "min": float(values.min()), "per_window": [round(float(v), 1) for v in values]}
     if metric in ("qemu_insn_count", "cycles") and target.clock_hz:
