@@ -14,7 +14,7 @@ from edgebci.data import read_recording
 from edgebci.errors import ConfigError, LinkError
 from edgebci.firmware.build import build_host_library
 from edgebci.frontend import design_bessel, quantize_frontend
-from edgebci.hil.frames import StreamMode, StreamResult
+from edgebci.hil.frames import StreamMode, StreamResult, StreamStarted
 from edgebci.hil.stream import (Decision, HostStream, RecordingStream, StreamRun, align_labels, plan_chunks,
                                 stream_recording)
 
@@ -43,6 +43,8 @@ class LibraryDevice:
 
     def stream_start(self, hop, mode=StreamMode.FROM_REST):
         self.stream.start(hop, mode)
+        n_samp, n_ch = self.lib.ebci_decoder_n_samp(), self.lib.ebci_decoder_n_ch()
+        return StreamStarted(hop, n_samp, n_ch, self.lib.ebci_decoder_in_shift(), 6 * n_samp * n_ch, mode)
 
     def stream_chunk(self, first, x):
         self.n_chunks += 1
@@ -166,3 +168,13 @@ def test_realtime_pace_sends_no_sample_before_its_time(libs, recording, bundled_
                            HostStream(libs[0], 2), 480, 80, 80, 80, pace="realtime")
     assert time.monotonic() - start >= 320 / 160.0     # the last chunk starts at sample 320: 2 s in
     assert out.counts["acked"] == 5 and not out.decisions
+
+
+def test_a_device_streaming_another_geometry_is_refused(libs, recording, bundled_checkpoint):
+    """A board flashed with another build answers STREAM_START with its own geometry: refused, naming both."""
+    from edgebci.hil.stream import stream_recording
+    fixed = quantize_frontend(bundled_checkpoint.frontend)
+    device = LibraryDevice(libs[1], 2)
+    device.stream_start = lambda hop, mode=StreamMode.FROM_REST: StreamStarted(hop, 320, 21, fixed.in_shift, 0, mode)
+    with pytest.raises(ConfigError, match=r"\(hop, window, channels, in_shift, mode\) = \(80, 320.*expects \(80, 480"):
+        stream_recording(device, recording, fixed, HostStream(libs[0], 2), 480, 80, 80, 80)

@@ -142,9 +142,16 @@ def stream_recording(link, rec: Recording, fixed: FixedFrontEnd, host: HostStrea
     host.start(hop, mode)
     broken = ""
     try:
-        link.stream_start(hop, mode)
+        started = link.stream_start(hop, mode)
     except LinkError as e:
         broken = f"STREAM_START failed: {e}"
+    else:
+        got = (started.hop_samples, started.n_samp, started.n_ch, started.in_shift, int(started.mode))
+        want = (hop, window, x.shape[1], fixed.in_shift, int(mode))
+        if got != want:
+            raise ConfigError(f"the device streams with (hop, window, channels, in_shift, mode) = {got} but this "
+                              f"compiled decoder expects {want}: flash the firmware from this compile folder, or "
+                              f"compile again")
     t0 = time.monotonic()
     for first, n in plan_chunks(x.shape[0], chunk_samples):
         chunk = x[first:first + n]
