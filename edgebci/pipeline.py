@@ -138,6 +138,25 @@ class HilSummary(RunSummary):
                 f"Report: {self.html_path}")
 
 
+def check_host_cpu(manifest: dict) -> None:
+    """Kernels built for "this CPU" (x86-64: mcpu resolved at compile time) run only on a CPU that has its
+    instructions: refuse another machine's build before loading it (an illegal instruction kills the process)."""
+    import platform
+    kernels = manifest.get("kernels") or {}
+    mtriple, mcpu = kernels.get("mtriple"), kernels.get("mcpu")
+    if not (mtriple and mcpu) or mtriple.split("-")[0] != platform.machine():
+        return
+    target = _target_of(manifest)
+    from edgebci.targets import HOST_MCPU
+    if target.llvm_mcpu != HOST_MCPU:
+        return
+    from tvm.target import codegen
+    here = codegen.llvm_get_system_cpu()
+    if here != mcpu:
+        raise ConfigError(f"this folder's kernels were compiled for the CPU {mcpu!r} but this machine is {here!r}: "
+                          f"run `edgebci compile ... --target {target.name}` again on this machine")
+
+
 def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: Path, port: str | None = None,
                    max_windows: int | None = None, progress: bool = True) -> HilSummary:
     from edgebci.hil.runner import HilRun, HostReference, save_run, stream_windows
@@ -146,6 +165,7 @@ def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: P
     manifest = read_manifest(compiled_dir, "compiled-model")
     target = _target_of(manifest)
     image = _load_image(compiled_dir)
+    check_host_cpu(manifest)
     windows = load_hil_windows(recordings or sample_recordings(), manifest, max_windows)
     host_lib = next((compiled_dir / "host").glob("*.so"), None)
     if host_lib is None:
@@ -224,6 +244,7 @@ def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out
     manifest = read_manifest(compiled_dir, "compiled-model")
     target = _target_of(manifest)
     image = _load_image(compiled_dir)
+    check_host_cpu(manifest)
     window, hop, offset = manifest["window_samples"], manifest["hop_samples"], manifest["offset_samples"]
     chunk = min(hop, window) if chunk_samples is None else chunk_samples
     recs = [read_recording(p, tuple(manifest["channels"])) for p in (recordings or sample_recordings())]

@@ -121,3 +121,14 @@ def test_every_decoder_matches_torch_on_x86(tmp_path, arch):
         with torch.no_grad():
             want = model(torch.from_numpy(x)).numpy().reshape(-1)
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_kernels_built_for_another_cpu_are_refused_before_loading(x86_eegnet):
+    """An x86-64 folder copied to a machine with another CPU would die of an illegal instruction: refused."""
+    from edgebci.errors import ConfigError
+    from edgebci.pipeline import check_host_cpu
+    manifest = json.loads((x86_eegnet[0] / "manifest.json").read_text())
+    check_host_cpu(manifest)                                   # built here: accepted
+    manifest["kernels"]["mcpu"] = "some-other-cpu"
+    with pytest.raises(ConfigError, match=r"compiled for the CPU 'some-other-cpu' but this machine is"):
+        check_host_cpu(manifest)
