@@ -178,3 +178,21 @@ def test_a_device_streaming_another_geometry_is_refused(libs, recording, bundled
     device.stream_start = lambda hop, mode=StreamMode.FROM_REST: StreamStarted(hop, 320, 21, fixed.in_shift, 0, mode)
     with pytest.raises(ConfigError, match=r"\(hop, window, channels, in_shift, mode\) = \(80, 320.*expects \(80, 480"):
         stream_recording(device, recording, fixed, HostStream(libs[0], 2), 480, 80, 80, 80)
+
+
+def test_a_decision_the_host_did_not_make_is_counted_and_fails_the_run(libs, recording, bundled_checkpoint):
+    """A device that decides off the hop grid: the chunk is acked (its samples arrived) but the mismatch counts."""
+    from dataclasses import replace as dc_replace
+    fixed = quantize_frontend(bundled_checkpoint.frontend)
+    device = LibraryDevice(libs[1], 2)
+    chunk = device.stream_chunk
+
+    def off_grid(first, x):
+        result, attempts = chunk(first, x)
+        return (dc_replace(result, end_sample=result.end_sample + 1) if first == 480 else result), attempts
+
+    device.stream_chunk = off_grid
+    out = stream_recording(device, recording, fixed, HostStream(libs[0], 2), 480, 80, 80, 80)
+    run = StreamRun({}, [out], {}, ("left", "right"), 80, 480, 80, 80, "max")
+    assert run.counts()["decision_mismatches"] == 1 and run.counts()["failed"] == 0
+    assert "host decided=True at 560" in out.chunks[6].error

@@ -68,6 +68,7 @@ class ChunkOutcome:
     crc_match: bool | None = None  # device filter output == Python reference, bit for bit (crc32)
     ticks: int | None = None
     error: str = ""
+    decision_mismatch: bool = False   # the device decided (or not) differently from the host on this chunk
 
 
 @dataclass
@@ -179,6 +180,7 @@ def stream_recording(link, rec: Recording, fixed: FixedFrontEnd, host: HostStrea
         outcome.crc_match = result.filter_crc == (zlib.crc32(reference[first:first + n].tobytes()) & 0xFFFFFFFF)
         out.n_saturated = int(result.n_saturated)
         if result.decided != decided or (decided and result.end_sample != end):
+            outcome.decision_mismatch = True
             outcome.error = (f"device decided={result.decided} at {result.end_sample}, host decided={decided} at "
                              f"{end}")
         if result.decided:
@@ -216,6 +218,7 @@ class StreamRun:
             for k, v in r.counts.items():
                 total[k] += v
         total["samples_lost"] = total["samples_sent"] - total["samples_acked"]
+        total["decision_mismatches"] = sum(c.decision_mismatch for r in self.recordings for c in r.chunks)
         return total
 
     def decisions_per_hop(self) -> dict:

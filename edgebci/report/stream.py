@@ -34,7 +34,8 @@ def build_stream_report(run, compiled, image, target: Target, manifest: dict, em
     agreement = run.agreement()
     stack_peak = max((d.stack_used for d in run.decisions), default=None)
     ok = (counts["failed"] == 0 and counts["samples_lost"] == 0 and exact["bit_exact"]
-          and per_hop["received"] == per_hop["expected"] and agreement["rate"] == 1.0)
+          and per_hop["received"] == per_hop["expected"] and agreement["rate"] == 1.0
+          and agreement["scores_within_tolerance"] and counts["decision_mismatches"] == 0)
     return {
         "edgebci_version": __version__, "mode": "stream",
         "target": {"name": target.name, "description": target.description, "cpu": target.cpu,
