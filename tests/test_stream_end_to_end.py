@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edgebci.cli import main
-from edgebci.data import SAMPLE_DIR, read_recording
+from edgebci.data import SAMPLE_DIR, default_data_dir, read_recording
 from edgebci.defaults import BUNDLED_CHECKPOINT
 from edgebci.pipeline import compile_for_target
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.device
 RECORDING = SAMPLE_DIR / "S015R04.edf"
 
 
-def _assert_whole_recording_streamed(r: dict):
-    n = read_recording(RECORDING).samples.shape[1]
+def _assert_whole_recording_streamed(r: dict, recording=RECORDING):
+    n = read_recording(recording).samples.shape[1]
     s = r["stream"]
     assert s["samples_sent"] == n == s["samples_acked"] and s["samples_lost"] == 0
     assert s["failed"] == 0 and s["acked"] + s["retried"] == s["chunks"] == -(-n // s["chunk_samples"])
@@ -62,16 +62,23 @@ def test_stream_chunking_does_not_change_decisions(host_build, tmp_path):
     assert runs[0] == runs[1] and len(runs[0]) > 200
 
 
+HELD_IN = default_data_dir() / "S001R04.edf"     # a training subject's run, when the EEGMMIDB folder is present
+
+
 @needs_arm
 @pytest.mark.slow
-def test_stream_whole_recording_through_the_emulated_board(tmp_path, capsys):
-    """About 90 s: 19,680 samples and 241 decisions through QEMU mps2-an386."""
+@pytest.mark.parametrize("recording", [RECORDING, HELD_IN], ids=["held_out_S015R04", "held_in_S001R04"])
+def test_stream_whole_recording_through_the_emulated_board(tmp_path, capsys, recording):
+    """About 90 s each: a whole run (about 20,000 samples, 240 decisions) through QEMU mps2-an386, the filter
+    bit-exact with the Python reference on every chunk."""
+    if not recording.exists():
+        pytest.skip(f"{recording} is not here: set EDGEBCI_DATA to the EEGMMIDB folder")
     m4 = tmp_path / "m4"
     compile_for_target(BUNDLED_CHECKPOINT, "mps2-an386", m4, progress=False)
-    assert main(["hil", str(m4), "--stream", "--data", str(RECORDING), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert main(["hil", str(m4), "--stream", "--data", str(recording), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     assert "PASS mps2-an386 stream" in capsys.readouterr().out
     r = json.loads((tmp_path / "r" / "report.json").read_text())
-    _assert_whole_recording_streamed(r)
+    _assert_whole_recording_streamed(r, recording)
     compute = r["latency_budget"]["compute"]
     assert compute["metric"] == "qemu_insn_count" and compute["median"] > 1e6
     assert "qemu_insn_count" in (tmp_path / "r" / "report.html").read_text()
