@@ -177,18 +177,23 @@ def hil_and_report(compiled_dir: Path, recordings: list[Path] | None, out_dir: P
         info = device.link.hello()
         _check_device(info, compiled)
         outcomes = stream_windows(device.link, windows, reference, progress)
-        try:
-            stats = device.link.stats()
-            device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
-                            "errors": {getattr(code, "name", str(code)): n for code, n in stats.errors.items()}}
-        except LinkError as e:
-            device_stats = {"error": str(e)}
-        link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
+        link_stats = _link_stats(device.link)
     run = HilRun(_plain(info), outcomes, link_stats, tuple(manifest["classes"]))
     save_run(run, out_dir / "windows.json")
     report = build_report(run, compiled, image, target, manifest, emulated=port is None)
     json_path, html_path = write_report(report, out_dir)
     return HilSummary(report, json_path, html_path)
+
+
+def _link_stats(link) -> dict:
+    """The device's STATS (frames, stack high-water mark, errors by code) beside the host's link counters."""
+    try:
+        stats = link.stats()
+        device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
+                        "errors": {getattr(code, "name", str(code)): n for code, n in stats.errors.items()}}
+    except LinkError as e:
+        device_stats = {"error": str(e)}
+    return {"device": device_stats, "host": _plain(link.counters)}
 
 
 def _plain(obj):
@@ -270,13 +275,7 @@ def hil_stream_and_report(compiled_dir: Path, recordings: list[Path] | None, out
             for rec in recs:
                 streams.append(stream_recording(device.link, rec, fixed, host, window, offset, hop, chunk, pace, bar,
                                                 FILTER_STATES[filter_state]))
-        try:
-            stats = device.link.stats()
-            device_stats = {"frames_ok": stats.frames_ok, "stack_used": stats.stack_used,
-                            "errors": {getattr(code, "name", str(code)): n for code, n in stats.errors.items()}}
-        except LinkError as e:
-            device_stats = {"error": str(e)}
-        link_stats = {"device": device_stats, "host": _plain(device.link.counters)}
+        link_stats = _link_stats(device.link)
     run = StreamRun(_plain(info), streams, link_stats, tuple(manifest["classes"]), hop, window, offset, chunk, pace,
                     filter_state)
     save_stream_run(run, out_dir / "stream.json")
