@@ -262,7 +262,8 @@ class StreamRun:
 def save_stream_run(run: StreamRun, path: Path) -> None:
     path.write_text(json.dumps({"device_info": run.device_info, "link_stats": run.link_stats,
                                 "classes": list(run.classes), "hop_samples": run.hop_samples,
-                                "window_samples": run.window_samples, "chunk_samples": run.chunk_samples,
+                                "window_samples": run.window_samples, "offset_samples": run.offset_samples,
+                                "chunk_samples": run.chunk_samples,
                                 "pace": run.pace, "filter_state": run.filter_state,
                                 "recordings": [asdict(r) for r in run.recordings]},
                                indent=1, default=float))
