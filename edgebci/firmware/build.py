@@ -59,6 +59,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_bridge"
 MODEL_FILES = ("ebci_model.h", "ebci_model.c", "ebci_model_kernels.c", "ebci_frontend.h", "ebci_frontend.c")
 DECODER_SOURCES = ("ebci_decoder.c", "ebci_filter.c", "ebci_tvm_shim.c")
 DEVICE_SOURCES = ("ebci_frame.c", "ebci_protocol.c", "ebci_device.c", *DECODER_SOURCES)
+CORTEX_M_SOURCES = ("ebci_cortex_m.c",)   # the runtime every bare-metal port shares (RAM set-up, stack, faults)
 BASE_CFLAGS = ("-O2", "-g", "-std=gnu11", "-ffunction-sections", "-fdata-sections")
 # Warnings for our C only: TVM's generated kernels trip -Wall by the hundred (unused shape and
 # stride variables), which would bury a real error in the log.
@@ -294,7 +295,8 @@ def build_firmware(model_c_dir: Path, target: Target, out_dir: Path) -> Firmware
     size_tool = _require_tool(_size_tool(target.cc), f"measure firmware for {target.name}")
     log = out_dir / "build.log"
     log.write_text(f"# edgebci firmware build for {target.name}, model {model_c_dir}\n")
-    own = _sources(DEVICE_SOURCES) + sorted(hal_dir.glob("*.c"))
+    own = (_sources(DEVICE_SOURCES) + (_sources(CORTEX_M_SOURCES) if target.kind == "cortex-m" else [])
+           + sorted(hal_dir.glob("*.c")))
     generated, prebuilt = _model_units(model_c_dir, cc)
     cflags = [*BASE_CFLAGS, *target.cflags, *_include_flags(model_c_dir), *_board_defines(target, cc),
               *_object_kernel_defines(prebuilt)]

@@ -1,16 +1,12 @@
 /* STM32F7 port, entry point: vector table (at the start of flash, 0x08000000), reset handler
- * (FPU on, caches on, .data/.bss, stack painting), fault entry.
- *
- * The linker script (ld/cortex_m.ld) provides _sidata/_sdata/_edata, _sbss/_ebss and the
- * explicit .stack section (__stack_bottom/__stack_top) of the target's stack_bytes.
+ * (FPU on, caches on). RAM set-up, stack painting and fault entry are the shared Cortex-M runtime
+ * (src/ebci_cortex_m.c).
  */
 #include <stdint.h>
 
-#include "ebci/ebci_device.h"
+#include "ebci/ebci_cortex_m.h"
 #include "ebci/ebci_hal.h"
 
-#define EBCI_STACK_PAINT 0xC0DEC0DEu
-#define EBCI_PAINT_GUARD_BYTES 64u   /* left unpainted below the reset handler's own frame */
 #define EBCI_N_IRQ 98                /* STM32F74x/F75x: never enabled, these only catch strays */
 
 #define REG(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
@@ -24,12 +20,9 @@
 #define SCB_CCR_DC (1u << 16)
 #define SCB_CCR_IC (1u << 17)
 
-extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[];
-extern uint32_t __stack_bottom[], __stack_top[];
+extern uint32_t __stack_top[];
 
 void Reset_Handler(void);
-void Default_Handler(void);
-void HardFault_Handler(void);
 
 __attribute__((section(".isr_vector"), used)) void (*const g_vectors[16 + EBCI_N_IRQ])(void) = {
     (void (*)(void))(uintptr_t)__stack_top,
@@ -81,61 +74,13 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void caches
     barrier();
 }
 
-/* No loop-to-memcpy/memset rewriting here: this runs before .data exists. */
-__attribute__((noreturn, optimize("no-tree-loop-distribute-patterns"))) void Reset_Handler(void)
+__attribute__((noreturn)) void Reset_Handler(void)
 {
     SCB_CPACR |= 0xFu << 20;   /* CP10/CP11: the FPU, before any FP instruction */
     barrier();
     SCB_VTOR = (uint32_t)(uintptr_t)g_vectors;
     caches_enable();
 
-    volatile uint32_t *src = _sidata, *dst = _sdata;
-    while (dst < _edata) {
-        *dst++ = *src++;
-    }
-    for (dst = _sbss; dst < _ebss;) {
-        *dst++ = 0;
-    }
-
-    uint32_t sp;
-    __asm volatile("mov %0, sp" : "=r"(sp));
-    for (volatile uint32_t *p = __stack_bottom; (uintptr_t)p < sp - EBCI_PAINT_GUARD_BYTES;) {
-        *p++ = EBCI_STACK_PAINT;
-    }
-
-    (void)ebci_device_run();
-    for (;;) {
-        __asm volatile("wfi");
-    }
-}
-
-uint32_t ebci_stack_size(void)
-{
-    return (uint32_t)((uintptr_t)__stack_top - (uintptr_t)__stack_bottom);
-}
-
-uint32_t ebci_stack_used(void)
-{
-    const volatile uint32_t *p = __stack_bottom;
-    while (p < __stack_top && *p == EBCI_STACK_PAINT) {
-        p++;
-    }
-    return (uint32_t)((uintptr_t)__stack_top - (uintptr_t)p);
-}
-
-void Default_Handler(void)
-{
-    for (;;) {
-    }
-}
-
-/* Hand the stacked exception frame (MSP or PSP, by EXC_RETURN bit 2) to ebci_hal_fault(). */
-__attribute__((naked)) void HardFault_Handler(void)
-{
-    __asm volatile(
-        "tst lr, #4\n"
-        "ite eq\n"
-        "mrseq r0, msp\n"
-        "mrsne r0, psp\n"
-        "b ebci_hal_fault\n");
+    ebci_cortex_m_init_ram();
+    ebci_cortex_m_run();
 }
