@@ -304,4 +304,8 @@ def calibrate_checkpoint(ckpt: Checkpoint, recordings: list[Path]) -> Checkpoint
     matrix = windows_alignment(ckpt.frontend, windows)
     summary = {**ckpt.summary, "calibration": {"recordings": [Path(p).name for p in recordings],
                                                "n_windows": len(windows)}}
-    return replace(ckpt, align_matrix=matrix, summary=summary)
+    ckpt = replace(ckpt, align_matrix=matrix, summary=summary)
+    if ckpt.quantized:   # the input quantiser's range follows the user's raw amplitude too
+        from edgebci.quantize.fit import calibrate_input_range
+        ckpt = calibrate_input_range(ckpt, apply_frontend(ckpt.frontend, windows.x))
+    return ckpt

@@ -119,6 +119,17 @@ def check_budget(compiled: CompiledModel, target: Target) -> None:
                           f"{target.flash_bytes} bytes of flash: use a smaller decoder")
 
 
+def _write_integer_program(spec, out_dir: Path) -> dict:
+    """Beside an integer decoder's C: the QCDQ ONNX it came from (qcdq.onnx) and its program, op by op
+    (program.txt). Returns the manifest's `quantization` entry."""
+    program = spec.program
+    (out_dir / "qcdq.onnx").write_bytes(spec.qcdq_onnx)
+    (out_dir / "program.txt").write_text("\n".join(program.summary()) + "\n")
+    return {**spec.quantization, "integer_only": True, "input_scale": float(program.input_info.scale),
+            "output_scale": float(program.output_info.scale), "output_dtype": program.output_info.dtype,
+            "n_ops": len(program.ops), "macs": program.macs(), "program_weight_bytes": program.weight_bytes()}
+
+
 def compile_decoder(ckpt: Checkpoint, target: Target, out_dir: Path, source_sha256: str = "") -> CompiledModel:
     """Lower a zoo checkpoint's decoder through TVM to plain C in `out_dir`, checked against the budget."""
     from edgebci.compile.sources import import_checkpoint
@@ -141,6 +152,9 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     c_dir = out_dir / "c"
     c_dir.mkdir(parents=True, exist_ok=True)
     lowered = lower_to_c(relax_mod, target.schedule, target.fast_exp)
+    if spec.integer:
+        from edgebci.compile.integer import check_integer_only
+        check_integer_only(lowered.kernels_c)
     copy_tvm_headers(lowered.kernels_c, c_dir)
     check_kernel_symbols(lowered.kernels_c, [str(c_dir / "include")])
     plan = plan_driver(lowered.relax_mod)
@@ -155,6 +169,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
     (c_dir / "ebci_frontend.c").write_text(front_c)
     (c_dir / "ebci_frontend.h").write_text(front_h)
     (out_dir / "relax.py").write_text(lowered.relax_mod.script(show_meta=False))
+    quant_info = _write_integer_program(spec, out_dir) if spec.integer else None
     for stale in (c_dir / "ebci_model_kernels.o", c_dir / "kernels.json"):
         stale.unlink(missing_ok=True)   # a recompile for another target must not link old objects
     kernels_info = {"backend": "c", "schedule": target.schedule, "fast_exp": target.fast_exp}
@@ -179,6 +194,7 @@ def compile_program(relax_mod, spec, target: Target, out_dir: Path, source_sha25
         "window_samples": spec.window_samples, "offset_samples": spec.offset_samples,
         "hop_samples": spec.hop_samples, "classes": list(spec.classes), "frontend": spec.frontend.to_dict(),
         "kernels": kernels_info, **({"cuda": cuda_info} if cuda_info else {}),
+        **({"quantization": quant_info} if quant_info else {}),
     })
     check_budget(compiled, target)
     return compiled

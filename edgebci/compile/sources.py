@@ -6,7 +6,7 @@ only the graph, so the rest comes from the command line (defaults: the EEGMMIDB 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebci.artifacts import sha256_file
@@ -29,6 +29,15 @@ class DecoderSpec:
     classes: tuple[str, ...]
     frontend: FrontEnd
     model_id: str                 # 16 hex digits, echoed by the device so the host knows what it runs
+    # an integer-only decoder: its program (edgebci.quantize.program.QProgram), the QCDQ ONNX it was read
+    # from, and how it was quantised ({"recipe": ..., "method": ...}); None for a float decoder
+    program: object = field(default=None, compare=False, repr=False)
+    qcdq_onnx: bytes | None = field(default=None, compare=False, repr=False)
+    quantization: dict | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def integer(self) -> bool:
+        return self.program is not None
 
     def __post_init__(self):
         if self.window_samples <= 0 or not self.channels or len(self.classes) < 2:
@@ -109,6 +118,14 @@ def _load_onnx(path: Path, opts: GraphOptions):
         raise ConfigError(f"{path.name} takes {len(graph_inputs)} inputs; a decoder takes one window tensor")
     dims = tuple(d.dim_value or 1 for d in graph_inputs[0].type.tensor_type.shape.dim)
     out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):     # QCDQ: the integer-only path
+        from dataclasses import replace
+
+        from edgebci.quantize.deploy import program_from_onnx
+        spec = _graph_spec(path, dims, out_dims[-1], opts, "onnx-qcdq")
+        program = program_from_onnx(path.read_bytes(), spec.frontend)
+        return _integer_module(program), replace(spec, program=program, qcdq_onnx=path.read_bytes(),
+                                                 quantization={"recipe": "from the ONNX file", "method": "unknown"})
     try:
         mod = from_onnx(model, shape_dict={graph_inputs[0].name: dims}, keep_params_in_input=False)
     except Exception as e:
@@ -141,11 +158,26 @@ def import_checkpoint(ckpt: Checkpoint):
     import torch
 
     from edgebci.compile.importer import import_torch_module
+    if ckpt.quantized:
+        from dataclasses import replace
+
+        from edgebci.quantize.deploy import deploy_program
+        program, onnx_bytes = deploy_program(ckpt)
+        q = ckpt.quantization
+        return _integer_module(program), replace(DecoderSpec.from_checkpoint(ckpt), program=program,
+                                                 qcdq_onnx=onnx_bytes,
+                                                 quantization={"recipe": q["recipe"]["name"], "method": q["method"],
+                                                               "input_range_source": q["input_range_source"]})
     window = torch.zeros(1, len(ckpt.channels), ckpt.window_samples)
     if hasattr(ckpt.build_model(), "for_device"):
         return import_stepped(ckpt.deploy_model().for_device(), window), DecoderSpec.from_checkpoint(ckpt)
     mod = import_torch_module(checkpoint_module(ckpt), window)
     return mod, DecoderSpec.from_checkpoint(ckpt)
+
+
+def _integer_module(program):
+    from edgebci.compile.integer import emit_relax
+    return emit_relax(program)
 
 
 def import_stepped(export, window):

@@ -34,6 +34,8 @@ class Checkpoint:
     alignment: str = "none"      # "euclidean": the decoder expects its user's aligned input (edgebci.zoo.align)
     # (C, C) float32: the training subjects' pooled alignment, replaced by the user's when calibrated
     align_matrix: object = field(default=None, repr=False)
+    # a quantised decoder (edgebci.quantize): recipe, the Brevitas twin's state, input ranges; None for float
+    quantization: dict | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.window_samples <= 0 or self.hop_samples <= 0:
@@ -59,6 +61,10 @@ class Checkpoint:
         model = build_model(self.arch, self.config)
         model.load_state_dict(self.state_dict)
         return model.eval()
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.quantization)
 
     @property
     def calibrated(self) -> bool:
@@ -90,6 +96,12 @@ class Checkpoint:
                                  self.window_samples, self.frontend.sos)).encode())
         if self.align_matrix is not None:
             h.update(np.asarray(self.align_matrix, np.float32).tobytes())
+        if self.quantization:
+            q = self.quantization
+            h.update(repr((sorted(q["recipe"].items()), q["raw_input_threshold"])).encode())
+            for k in sorted(q["twin_state"]):
+                h.update(k.encode())
+                h.update(q["twin_state"][k].detach().cpu().numpy().tobytes())
         for k in sorted(self.state_dict):
             h.update(k.encode())
             h.update(self.state_dict[k].detach().cpu().numpy().tobytes())
@@ -115,7 +127,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
                 "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
                 "summary": ckpt.summary, "alignment": ckpt.alignment,
                 "align_matrix": None if ckpt.align_matrix is None else torch.from_numpy(
-                    np.asarray(ckpt.align_matrix, np.float32))}, path)
+                    np.asarray(ckpt.align_matrix, np.float32)), "quantization": ckpt.quantization}, path)
     return path
 
 
@@ -136,4 +148,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                       int(raw["window_samples"]), int(raw["offset_samples"]), int(raw["hop_samples"]),
                       tuple(raw["classes"]), FrontEnd.from_dict(raw["frontend"]), raw["state_dict"],
                       raw.get("summary", {}), raw.get("alignment", "none"),
-                      None if raw.get("align_matrix") is None else raw["align_matrix"].numpy())
+                      None if raw.get("align_matrix") is None else raw["align_matrix"].numpy(),
+                      raw.get("quantization"))

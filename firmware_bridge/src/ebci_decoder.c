@@ -21,8 +21,9 @@
 
 #define EBCI_FILTER_WORDS (EBCI_MODEL_N_CH * EBCI_FRONTEND_N_SECTIONS * EBCI_FILTER_STATE_WORDS)
 
-/* The model input, channel-major as ebci_model_run expects. */
-static float g_input[EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP];
+/* The model input, channel-major as ebci_model_run expects: float microvolts, or the front end's int32
+ * output itself for an integer-only model (ebci_model.h says which). */
+static ebci_model_input_t g_input[EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP];
 static int32_t g_window_state[EBCI_FILTER_WORDS];
 static ebci_filter_t g_window_filter;
 static uint32_t g_error_detail;
@@ -37,12 +38,9 @@ static struct {
     ebci_stream_mode_t mode;
 } g_stream;
 
-/* The fixed-point output as the model's float input: exact for |y| < 2^24, rounded above. */
-static const float k_out_scale = 1.0f / (float)(1L << EBCI_FRONTEND_IN_SHIFT);
-
 /* One window of rows [n_samp][n_ch] starting at row `first` (wrapping: the stream's raw ring), filtered
- * from rest into out [n_ch][n_samp] floats. */
-static void filter_from_rest(const int16_t (*rows)[EBCI_MODEL_N_CH], uint32_t first, float *out)
+ * from rest into out [n_ch][n_samp] model inputs (a float input is exact for |y| < 2^24, rounded above). */
+static void filter_from_rest(const int16_t (*rows)[EBCI_MODEL_N_CH], uint32_t first, ebci_model_input_t *out)
 {
     if (g_window_filter.design == NULL) {   /* the design is a constant: binding it cannot fail */
         (void)ebci_filter_init(&g_window_filter, &ebci_frontend_design, EBCI_MODEL_N_CH, g_window_state,
@@ -53,14 +51,17 @@ static void filter_from_rest(const int16_t (*rows)[EBCI_MODEL_N_CH], uint32_t fi
         const int16_t *row = rows[(first + t) % EBCI_MODEL_N_SAMP];
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
             int32_t y = ebci_filter_push_one(&g_window_filter, c, row[c]);
-            out[(size_t)c * EBCI_MODEL_N_SAMP + (size_t)t] = (float)y * k_out_scale;
+            out[(size_t)c * EBCI_MODEL_N_SAMP + (size_t)t] = EBCI_MODEL_FROM_FILTER(y, EBCI_FRONTEND_IN_SHIFT);
         }
     }
 }
 
 void ebci_decoder_filter(const int16_t *x_interleaved, float *out)
 {
-    filter_from_rest((const int16_t (*)[EBCI_MODEL_N_CH])x_interleaved, 0, out);
+    filter_from_rest((const int16_t (*)[EBCI_MODEL_N_CH])x_interleaved, 0, &g_input[0][0]);
+    for (size_t i = 0; i < (size_t)EBCI_MODEL_N_CH * EBCI_MODEL_N_SAMP; i++) {
+        out[i] = EBCI_MODEL_TO_UV((&g_input[0][0])[i], EBCI_FRONTEND_IN_SHIFT);
+    }
 }
 
 static ebci_status_t run_model(float *scores)
@@ -82,7 +83,7 @@ static ebci_status_t run_model(float *scores)
 
 ebci_status_t ebci_decoder_run(const int16_t *x_interleaved, float *scores)
 {
-    ebci_decoder_filter(x_interleaved, &g_input[0][0]);
+    filter_from_rest((const int16_t (*)[EBCI_MODEL_N_CH])x_interleaved, 0, &g_input[0][0]);
     return run_model(scores);
 }
 
@@ -99,7 +100,7 @@ ebci_status_t ebci_stream_start(uint32_t hop_samples, ebci_stream_mode_t mode)
     return EBCI_OK;
 }
 
-/* The ring's last n_samp samples, oldest first, as the model's channel-major float input. */
+/* The ring's last n_samp samples, oldest first, as the model's channel-major input. */
 static void unroll_ring(void)
 {
     uint32_t first = g_stream.n_samples % EBCI_MODEL_N_SAMP;   /* oldest row once the ring is full */
@@ -110,7 +111,7 @@ static void unroll_ring(void)
     for (uint32_t t = 0; t < EBCI_MODEL_N_SAMP; t++) {
         const int32_t *row = g_stream.ring[(first + t) % EBCI_MODEL_N_SAMP];
         for (int c = 0; c < EBCI_MODEL_N_CH; c++) {
-            g_input[c][t] = (float)row[c] * k_out_scale;
+            g_input[c][t] = EBCI_MODEL_FROM_FILTER(row[c], EBCI_FRONTEND_IN_SHIFT);
         }
     }
 }

@@ -1,0 +1,256 @@
+"""An integer program: what a quantised decoder computes on the device, op by op, in integers only.
+
+    program = import_qcdq(onnx_model, input_scale=2.0 ** -15)   # edgebci.quantize.qcdq
+    logits_q = run_reference(program, x_int32)                  # numpy, bit-exact with the device
+    relax_mod = emit_relax(program)                             # edgebci.compile.integer
+
+The ops are few and each is exact integer arithmetic (edgebci.quantize.arith says how a scale becomes
+integers). Tensors are int8 activations, int32 accumulators and the int32 front-end output; weights
+are int8 (int4 values stored as int8), biases int32. Shapes are static and the batch is the first axis
+(1 on the device; the reference runs any batch). `run_reference` is the Python integer reference
+the device must equal window for window; it refuses any intermediate that leaves its C type, which on
+the device would wrap silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgebci.errors import UnsupportedOpError
+from edgebci.quantize.arith import Multiplier, requantize
+
+_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-2 ** 31, 2 ** 31 - 1)}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str                       # int8 | int16 | int32
+    scale: np.ndarray                # real value = q * scale; () per tensor or (C,) along axis 1
+
+    def __post_init__(self):
+        if self.dtype not in _RANGES:
+            raise UnsupportedOpError(f"tensor {self.name}: dtype {self.dtype} is not an integer type of the "
+                                     f"program; allowed: {sorted(_RANGES)}")
+
+
+@dataclass(frozen=True)
+class Op:
+    inputs: tuple[str, ...]
+    output: str
+    source: str                      # the ONNX node(s) it came from, for messages
+
+
+@dataclass(frozen=True)
+class Requantize(Op):
+    mult: Multiplier = None
+    axis: int | None = None          # where per-channel multipliers broadcast
+    qmin: int = -128
+    qmax: int = 127
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    """1-D convolution, NCW x OIW -> int32 accumulators (+ int32 bias)."""
+    weight: np.ndarray = None        # int8 (O, C/groups, K)
+    bias: np.ndarray | None = None   # int32 (O,)
+    stride: int = 1
+    pads: tuple[int, int] = (0, 0)
+    dilation: int = 1
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class Dense(Op):
+    """x (..., K) @ weight.T (+ bias) -> int32 (..., N)."""
+    weight: np.ndarray = None        # int8 (N, K)
+    bias: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MatMul(Op):
+    """Two activations: (..., M, K) @ (..., K, N) -> int32."""
+
+
+@dataclass(frozen=True)
+class Table(Op):
+    """An element-wise function of an int8 tensor as a 256-entry lookup: out = table[q + 128]."""
+    table: np.ndarray = None         # int8 (256,)
+
+
+@dataclass(frozen=True)
+class SumPool(Op):
+    """Sum over windows along the last axis (average pooling before its 1/k, which joins the scale)."""
+    kernel: int = 1
+    stride: int = 1
+    pads: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class AddScaled(Op):
+    """a * ma + b * mb at a common finer scale (each side requantised without clamping), int32."""
+    mult_a: Multiplier = None
+    mult_b: Multiplier = None
+    axis_a: int | None = None
+    axis_b: int | None = None
+
+
+@dataclass(frozen=True)
+class Mul(Op):
+    """Element-wise product of two activations (broadcasting), int32."""
+
+
+@dataclass(frozen=True)
+class ReduceSum(Op):
+    axes: tuple[int, ...] = ()
+    keepdims: bool = True
+
+
+@dataclass(frozen=True)
+class Reshape(Op):
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transpose(Op):
+    perm: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pad(Op):
+    pads: tuple[tuple[int, int], ...] = ()   # (before, after) per axis, zeros
+
+
+@dataclass(frozen=True)
+class Clamp(Op):
+    lo: int = -2 ** 31
+    hi: int = 2 ** 31 - 1
+
+
+@dataclass
+class QProgram:
+    """Ops in execution order over named tensors; `input` is the front end's int32 output."""
+    input: str
+    output: str
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+
+    @property
+    def input_info(self) -> TensorInfo:
+        return self.tensors[self.input]
+
+    @property
+    def output_info(self) -> TensorInfo:
+        return self.tensors[self.output]
+
+    def weight_bytes(self) -> int:
+        n = 0
+        for op in self.ops:
+            for a in (getattr(op, "weight", None), getattr(op, "bias", None), getattr(op, "table", None)):
+                if a is not None:
+                    n += a.nbytes
+        return n
+
+    def macs(self) -> int:
+        """Multiply-accumulates of convolutions and products per window (batch 1)."""
+        total = 0
+        for op in self.ops:
+            out = int(np.prod(self.tensors[op.output].shape[1:]))
+            if isinstance(op, Conv):
+                total += out * op.weight.shape[1] * op.weight.shape[2]
+            elif isinstance(op, Dense):
+                total += out * op.weight.shape[1]
+            elif isinstance(op, MatMul):
+                total += out * self.tensors[op.inputs[0]].shape[-1]
+        return total
+
+    def summary(self) -> list[str]:
+        lines = []
+        for op in self.ops:
+            t = self.tensors[op.output]
+            lines.append(f"{type(op).__name__:<11} {','.join(op.inputs):<28} -> {op.output} {t.dtype}{list(t.shape)}"
+                         f"  [{op.source}]")
+        return lines
+
+
+# ------------------------------------------------------------------------------------------ reference
+
+def conv1d_int(x: np.ndarray, w: np.ndarray, stride: int, pads: tuple[int, int], dilation: int,
+               groups: int) -> np.ndarray:
+    """Exact integer 1-D convolution. x (N, C, T) int64, w (O, C/g, K) -> (N, O, T') int64."""
+    n, c, _ = x.shape
+    o, cg, k = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), pads))
+    span = (k - 1) * dilation + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, span, axis=2)[:, :, ::stride, ::dilation]   # N,C,T',K
+    win = win.reshape(n, groups, cg, win.shape[2], k)
+    wg = w.astype(np.int64).reshape(groups, o // groups, cg, k)
+    return np.einsum("ngctk,gock->ngot", win, wg, optimize=True).reshape(n, o, -1)
+
+
+def _axis_vec(v: np.ndarray, ndim: int, axis: int = 1) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.asarray(v, np.int64).reshape(shape)
+
+
+def _run_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    if isinstance(op, Requantize):
+        return requantize(x, op.mult, op.axis, op.qmin, op.qmax)
+    if isinstance(op, Conv):
+        y = conv1d_int(x, op.weight, op.stride, op.pads, op.dilation, op.groups)
+        return y if op.bias is None else y + _axis_vec(op.bias, 3)
+    if isinstance(op, Dense):
+        y = x @ op.weight.astype(np.int64).T
+        return y if op.bias is None else y + np.asarray(op.bias, np.int64)
+    if isinstance(op, MatMul):
+        return np.matmul(x, args[1])
+    if isinstance(op, Table):
+        return op.table.astype(np.int64)[x + 128]
+    if isinstance(op, SumPool):
+        xp = np.pad(x, [(0, 0)] * (x.ndim - 1) + [op.pads])
+        win = np.lib.stride_tricks.sliding_window_view(xp, op.kernel, axis=-1)[..., ::op.stride, :]
+        return win.sum(-1)
+    if isinstance(op, AddScaled):
+        a = requantize(x, op.mult_a, op.axis_a, -2 ** 62, 2 ** 62)
+        b = requantize(args[1], op.mult_b, op.axis_b, -2 ** 62, 2 ** 62)
+        return a + b
+    if isinstance(op, Mul):
+        return x * args[1]
+    if isinstance(op, ReduceSum):
+        return x.sum(axis=op.axes, keepdims=op.keepdims)
+    if isinstance(op, Reshape):
+        return x.reshape((x.shape[0], *op.shape[1:]))
+    if isinstance(op, Transpose):
+        return x.transpose(op.perm)
+    if isinstance(op, Pad):
+        return np.pad(x, op.pads)
+    if isinstance(op, Clamp):
+        return np.clip(x, op.lo, op.hi)
+    raise UnsupportedOpError(f"no reference for {type(op).__name__}")
+
+
+def run_reference(program: QProgram, x: np.ndarray, keep: bool = False):
+    """The integer reference. x : int32 (N, C, T), the front end's output (or (C, T) for one window).
+
+    Returns the output tensor as int64 values (N, ...), or with keep=True every tensor {name: array}.
+    Raises UnsupportedOpError naming the op whose result leaves its C type on some window.
+    """
+    x = np.asarray(x)
+    if x.ndim == len(program.input_info.shape) - 1:
+        x = x[None]
+    if x.shape[1:] != program.input_info.shape[1:]:
+        raise UnsupportedOpError(f"the program takes {program.input_info.shape[1:]} per window, got {x.shape[1:]}")
+    env = {program.input: x.astype(np.int64)}
+    for op in program.ops:
+        y = _run_op(op, [env[i] for i in op.inputs])
+        info = program.tensors[op.output]
+        lo, hi = _RANGES[info.dtype]
+        if y.size and (y.min() < lo or y.max() > hi):
+            raise UnsupportedOpError(f"{type(op).__name__} ({op.source}) produces values in [{y.min()}, {y.max()}], "
+                                     f"outside {info.dtype}: on the device they would wrap")
+        env[op.output] = y
+    return env if keep else env[program.output]

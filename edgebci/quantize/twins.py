@@ -1,0 +1,134 @@
+"""Quantised twins of the zoo families: the same function as the float decoder's inference form, built
+from Brevitas layers with a quantiser at every point where the device holds an int8 tensor.
+
+A twin is made from a trained float decoder (`make_twin(ckpt, recipe)`): BatchNorms are folded into
+the convolution before them, the input scale into the first weights, and EEGNet runs spatial-first,
+exactly as the float export does. What stays float in a twin (ELU, pooling, the element-wise math of
+a block) sits between two quantisers, so the QCDQ export reads as integer arithmetic
+(edgebci.quantize.qcdq). Every twin has:
+
+    qin                      the input quantiser: fixed range, set from calibration data
+    fold_alignment(matrix)   the user's Euclidean alignment into the first (spatial) weights
+    set_input_range(t)       the input quantiser's range [-t, t) in microvolts
+
+Training (QAT) runs the twin unfolded on aligned EEG; deployment folds the user's matrix and sets the
+input range from the user's raw (unaligned) filtered EEG, which is what the device quantises.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgebci.errors import ConfigError
+from edgebci.quantize.recipe import Recipe, int32_bias
+
+
+def _qnn():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import brevitas.nn as qnn
+    return qnn
+
+
+def _value(x):
+    """A QuantTensor's float value (what a float op between two quantisers sees)."""
+    return x.value if hasattr(x, "value") and not isinstance(x, torch.Tensor) else x
+
+
+def _bn_affine(bn) -> tuple[torch.Tensor, torch.Tensor]:
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return a, bn.bias - bn.running_mean * a
+
+
+class Twin(nn.Module):
+    """What every quantised twin shares: the recipe, the input quantiser and the alignment fold."""
+
+    first_spatial: str = "spatial"     # the QuantConv1d that sees the input first (1x1, no bias)
+
+    def __init__(self, recipe: Recipe, input_threshold: float):
+        super().__init__()
+        self.recipe = recipe
+        self.set_input_range(input_threshold)
+
+    def _act(self):
+        return _qnn().QuantIdentity(act_quant=self.recipe.act_quant(), return_quant_tensor=True)
+
+    def _conv(self, c_in, c_out, k, *, bias, out_quant=True, **kw):
+        qnn = _qnn()
+        extra = {"bias_quant": int32_bias()} if bias else {}
+        if out_quant:
+            extra["output_quant"] = self.recipe.act_quant()
+        return qnn.QuantConv1d(c_in, c_out, k, bias=bias, return_quant_tensor=True, **self.recipe.weight_kwargs(),
+                               **extra, **kw)
+
+    def _linear(self, n_in, n_out):
+        return _qnn().QuantLinear(n_in, n_out, bias=True, bias_quant=int32_bias(), **self.recipe.weight_kwargs())
+
+    def set_input_range(self, threshold: float) -> None:
+        if not threshold > 0 or not math.isfinite(threshold):
+            raise ConfigError(f"the input quantiser's range must be > 0 microvolts, got {threshold}: the calibration "
+                              f"windows are flat")
+        self.qin = _qnn().QuantIdentity(return_quant_tensor=True, **self.recipe.const_act_kwargs(threshold))
+        self.input_threshold = float(threshold)
+
+    @torch.no_grad()
+    def fold_alignment(self, matrix) -> None:
+        conv = getattr(self, self.first_spatial)
+        m = torch.as_tensor(matrix, dtype=conv.weight.dtype)
+        conv.weight.copy_((conv.weight[:, :, 0] @ m)[:, :, None])
+
+
+class EEGNetTwin(Twin):
+    """EEGNet spatial-first, BN folded: qin -> spatial 1x1 -> temporal depthwise (+bias) -> ELU -> pool ->
+    separable depthwise -> pointwise (+bias) -> ELU -> pool -> linear. Every arrow holds int8."""
+
+    def __init__(self, model, recipe: Recipe, input_threshold: float):
+        super().__init__(recipe, input_threshold)
+        c = model.config
+        blk = model.block1
+        f1d = c.f1 * c.depth
+        self.pool1, self.pool2 = c.pool1, c.pool2
+        a1, b1 = _bn_affine(blk.bn)
+        a2, b2 = _bn_affine(model.bn2)
+        a3, b3 = _bn_affine(model.bn3)
+        w_s = blk.spatial.weight[:, 0, :, 0].detach()                                       # (f1d, C)
+        w_t = (blk.temporal.weight[:, 0, 0, :] * a1[:, None]).repeat_interleave(c.depth, 0)  # (f1d, K)
+        self.spatial = self._conv(c.n_channels, f1d, 1, bias=False)
+        self.temporal = self._conv(f1d, f1d, c.kernel, bias=True, padding=c.kernel // 2, groups=f1d)
+        self.act1 = self._act()
+        self.q_pool1 = self._act()
+        self.sep_depth = self._conv(f1d, f1d, 16, bias=False, padding=8, groups=f1d)
+        self.sep_point = self._conv(f1d, c.f2, 1, bias=True)
+        self.act2 = self._act()
+        self.q_pool2 = self._act()
+        self.head = self._linear(model.head.in_features, model.head.out_features)
+        with torch.no_grad():
+            self.spatial.weight.copy_((w_s * c.input_scale)[:, :, None])
+            self.temporal.weight.copy_((w_t * a2[:, None])[:, None, :])
+            self.temporal.bias.copy_(a2 * b1.repeat_interleave(c.depth) * w_s.sum(1) + b2)
+            self.sep_depth.weight.copy_(model.sep_depth.weight)
+            self.sep_point.weight.copy_(model.sep_point.weight * a3[:, None, None])
+            self.sep_point.bias.copy_(b3)
+            self.head.weight.copy_(model.head.weight)
+            self.head.bias.copy_(model.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.temporal(self.spatial(self.qin(x)))
+        x = self.q_pool1(F.avg_pool1d(_value(self.act1(F.elu(_value(x)))), self.pool1))
+        x = self.sep_point(self.sep_depth(x))
+        x = self.q_pool2(F.avg_pool1d(_value(self.act2(F.elu(_value(x)))), self.pool2))
+        return self.head(x.flatten(1))
+
+
+TWINS = {"eegnet": EEGNetTwin}
+
+
+def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
+    """model : the family's float decoder (eval, unaligned) -> its quantised twin (eval)."""
+    if arch not in TWINS:
+        raise ConfigError(f"no quantised form of the {arch!r} family yet; quantisable: {sorted(TWINS)}")
+    return TWINS[arch](model.eval(), recipe, input_threshold).eval()
