@@ -124,11 +124,19 @@ class EEGNetTwin(Twin):
         return self.head(x.flatten(1))
 
 
-TWINS = {"eegnet": EEGNetTwin}
+# arch -> "module:class" of its twin (one module per family, imported when used)
+TWINS = {"eegnet": "edgebci.quantize.twins:EEGNetTwin", "s4d": "edgebci.quantize.twins_s4d:S4DTwin"}
 
 
 def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
     """model : the family's float decoder (eval, unaligned) -> its quantised twin (eval)."""
+    import importlib
     if arch not in TWINS:
         raise ConfigError(f"no quantised form of the {arch!r} family yet; quantisable: {sorted(TWINS)}")
-    return TWINS[arch](model.eval(), recipe, input_threshold).eval()
+    module, cls = TWINS[arch].split(":")
+    try:
+        twin_cls = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"the quantised form of {arch!r} is not available in this edgebci ({TWINS[arch]} is "
+                          f"missing); quantisable: eegnet") from None
+    return twin_cls(model.eval(), recipe, input_threshold).eval()
