@@ -1,4 +1,4 @@
-"""The `edgebci` command line: train, frontend, compile, hil, evaluate, zoo, targets, demo.
+"""The `edgebci` command line: train, quantize, frontend, compile, hil, evaluate, zoo, targets, demo.
 
 Heavy libraries (torch, tvm, mne, pyserial) are imported inside the commands, so `edgebci --help`
 answers at once.
@@ -164,6 +164,37 @@ def _evaluate_frontends(ckpt, windows, args, alignments=None) -> int:
     return 0
 
 
+def _cmd_quantize(args) -> int:
+    from edgebci.data import default_data_dir
+    from edgebci.quantize.deploy import deploy_program
+    from edgebci.quantize.fit import evaluate_quantized_held_out, quantize_checkpoint
+    from edgebci.quantize.recipe import Recipe
+    from edgebci.zoo import load_checkpoint, save_checkpoint
+    recipe = Recipe.from_name(args.recipe)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    qckpt = quantize_checkpoint(load_checkpoint(Path(args.checkpoint)), recipe, args.method, data_dir,
+                                progress=not args.quiet, seed=args.seed)
+    q = qckpt.quantization
+    print(f"{qckpt.arch} {recipe.name} ({q['method']}): validation balanced accuracy {q['val_balanced_accuracy']:.3f} "
+          f"(float {q['float_val_balanced_accuracy']:.3f}, epoch {q['best_epoch']}); input range "
+          f"+/-{q['raw_input_threshold']:.1f} uV")
+    if args.evaluate:
+        report = evaluate_quantized_held_out(qckpt, data_dir)
+        q["test"] = report
+        per = " ".join(f"{k} {v:.2f}" for k, v in report["per_subject"].items())
+        print(f"held-out subjects, integer program (device arithmetic): balanced accuracy "
+              f"{report['balanced_accuracy']:.3f} ({per}); float {report['float_balanced_accuracy']:.3f}; "
+              f"{report['n_windows']} windows, runs {report['scored_runs']} after calibrating on run "
+              f"{report['calibration_run']}")
+    out = save_checkpoint(qckpt, Path(args.out))
+    onnx_path = out.with_suffix(".onnx")
+    program, onnx_bytes = deploy_program(qckpt)
+    onnx_path.write_bytes(onnx_bytes)
+    print(f"wrote {out} and {onnx_path} (QCDQ, {len(program.ops)} integer ops, {program.weight_bytes()} B of "
+          f"weights); compile it with `edgebci compile {out} --target BOARD --calibrate USER_R04.edf --out DIR`")
+    return 0
+
+
 def _cmd_calibrate(args) -> int:
     from edgebci.pipeline import calibrate_to_file
     out = calibrate_to_file(Path(args.checkpoint), [Path(p) for p in args.data], Path(args.out), progress=True)
@@ -214,7 +245,8 @@ def _cmd_compile(args) -> int:
     from edgebci.pipeline import compile_for_target
     compiled, image = compile_for_target(Path(args.checkpoint), args.target, Path(args.out), progress=not args.quiet,
                                          graph_options=_graph_options(args),
-                                         calibration=[Path(p) for p in args.calibrate] if args.calibrate else None)
+                                         calibration=[Path(p) for p in args.calibrate] if args.calibrate else None,
+                                         recipe=args.recipe)
     print(f"compiled {args.checkpoint} for {compiled.target_name} into {compiled.out_dir}: "
           f"{compiled.n_kernels} kernels, arena {compiled.arena_bytes} B, weights {compiled.weight_bytes} B; "
           f"firmware {image.path} (flash {image.flash_bytes} B, static RAM {image.ram_static_bytes} B)")
@@ -322,8 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibrate", nargs="+", metavar="EDF",
                    help="the user's recording(s) to calibrate an aligned zoo decoder with (labels unused); needed "
                    "for the bundled decoders, which are trained on Euclidean-aligned EEG")
+    c.add_argument("--recipe", metavar="NAME",
+                   help="compile the integer-only (int8) form: a recipe from quantize/ (int8, int8-pow2, w4a8) or a "
+                   ".toml; a float zoo checkpoint uses its bundled quantised twin, else PTQ on its training subjects. "
+                   "A checkpoint from `edgebci quantize`, or a QCDQ .onnx, compiles to integers without it")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compile)
+
+    q = sub.add_parser("quantize", help="quantise a zoo decoder with Brevitas (QAT or PTQ) for integer-only devices",
+                       description="Build the decoder's quantised twin (Brevitas, a quantiser at every int8 tensor), "
+                       "calibrate its activation ranges on the checkpoint's training subjects (PTQ) and fine-tune it "
+                       "(QAT, epoch chosen on its validation subjects), then write the quantised checkpoint and its "
+                       "QCDQ ONNX export beside it. `edgebci compile` turns it into integer-only C.")
+    q.add_argument("checkpoint", help="a float zoo checkpoint (.pt), e.g. edgebci/checkpoints/eegnet.pt")
+    q.add_argument("--recipe", required=True, metavar="NAME",
+                   help="int8 (float scales), int8-pow2 (every requantisation a shift), w4a8 (4-bit weights), or a "
+                   "path to a recipe .toml (see quantize/)")
+    q.add_argument("--method", choices=["qat", "ptq"], help="default: the recipe's (qat)")
+    q.add_argument("--data-dir", help="folder of SxxxRyy.edf files (default: $EDGEBCI_DATA or ../shared/eeg/eegmmidb)")
+    q.add_argument("--out", required=True, help="quantised checkpoint to write (.pt; the .onnx lands beside it)")
+    q.add_argument("--evaluate", action="store_true",
+                   help="also score the integer program on the held-out test subjects, beside the float decoder")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_quantize)
 
     cal = sub.add_parser("calibrate", help="fit an aligned decoder to its user from one recording (no labels)",
                          description="Compute the user's Euclidean alignment (the inverse square root of the mean "

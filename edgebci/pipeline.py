@@ -32,13 +32,17 @@ def _target_of(manifest: dict) -> Target:
 
 
 def compile_for_target(source: Path, target_name: str | Path, out_dir: Path, progress: bool = True,
-                       graph_options: GraphOptions = GraphOptions(), calibration: list[Path] | None = None):
+                       graph_options: GraphOptions = GraphOptions(), calibration: list[Path] | None = None,
+                       recipe: str | None = None):
     """Compile a decoder (.pt, .pt2 or .onnx) to C, check the budget, build the firmware and the host reference.
 
     calibration : the user's recordings (labels unused) to calibrate an aligned zoo decoder with first; the
     calibrated checkpoint is written to out_dir/checkpoint.pt and compiled.
+    recipe : compile the integer-only form of a float zoo checkpoint (see `quantized_source`).
     """
     target = Target.from_name(target_name)
+    if recipe:
+        source = quantized_source(Path(source), recipe, Path(out_dir), progress)
     if calibration:
         source = calibrate_to_file(Path(source), calibration, Path(out_dir) / "checkpoint.pt", progress)
     _stage(progress, f"[1/3] TVM: importing {Path(source).name} and lowering it to plain C for {target.name}")
@@ -51,6 +55,38 @@ def compile_for_target(source: Path, target_name: str | Path, out_dir: Path, pro
     _stage(progress, "[3/3] building the host reference library")
     build_host_library(compiled.c_dir, out_dir / "host")
     return compiled, image
+
+
+def quantized_source(source: Path, recipe_name: str, out_dir: Path, progress: bool = True) -> Path:
+    """The quantised checkpoint to compile for `--recipe`: the checkpoint itself when it is quantised with that
+    recipe; for a float one, its bundled quantised sibling (checkpoints/quantized/<arch>-<recipe>.pt, made
+    from the same float weights) or else PTQ on its training subjects, written to out_dir/quantized.pt."""
+    from edgebci.defaults import QUANTIZED_DIR
+    from edgebci.quantize.recipe import Recipe
+    from edgebci.zoo import load_checkpoint, save_checkpoint
+    recipe = Recipe.from_name(recipe_name)
+    if source.suffix != ".pt":
+        raise ConfigError(f"--recipe quantises zoo checkpoints (.pt); {source.name} is a {source.suffix} graph: export "
+                          f"a QCDQ ONNX with Brevitas and compile that (no --recipe needed)")
+    ckpt = load_checkpoint(source)
+    if ckpt.quantized:
+        have = ckpt.quantization["recipe"]["name"]
+        if have != recipe.name:
+            raise ConfigError(f"{source.name} is already quantised with recipe {have!r}, not {recipe.name!r}: compile it "
+                              f"without --recipe, or quantise its float checkpoint with {recipe.name!r}")
+        return source
+    sibling = QUANTIZED_DIR / f"{ckpt.arch}-{recipe.name}.pt"
+    if sibling.exists():
+        bundled = load_checkpoint(sibling)
+        if bundled.quantization.get("float_hash") == ckpt.content_hash():
+            _stage(progress, f"[q] {recipe.name}: the bundled quantised {ckpt.arch} ({sibling.name}, "
+                             f"{bundled.quantization['method']})")
+            return sibling
+    from edgebci.data import default_data_dir
+    from edgebci.quantize.fit import quantize_checkpoint
+    _stage(progress, f"[q] {recipe.name}: post-training quantisation of {source.name} on its training subjects")
+    qckpt = quantize_checkpoint(ckpt, recipe, "ptq", default_data_dir(), progress)
+    return save_checkpoint(qckpt, out_dir / "quantized.pt")
 
 
 def calibrate_to_file(source: Path, recordings: list[Path], out: Path, progress: bool = True) -> Path:

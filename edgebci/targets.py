@@ -8,6 +8,9 @@ serial port) and "linux" (the same C as a process on stdio: this host, or anothe
 under qemu-user here and over ssh on the board). An optional `[tvm]` table says how TVM compiles for
 it: `kernels` ("c" or "llvm" with `mtriple`/`mcpu`), `schedule` ("inline" or "cpu"), `fast_exp`
 (TVM's polynomial exp) and `cuda_arch` (also build the decoder for that NVIDIA GPU). A Jetson is a "linux" target with a `cuda_arch`.
+
+`fpu = "none"` (the default) is a core without floating-point hardware (mps2-an385, a Cortex-M3): its
+cflags must say -mfloat-abi=soft or nothing, so float runs in libgcc and no VFP instruction is emitted.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ KERNEL_BACKENDS = ("c", "llvm")
 # puts the innermost output axis innermost so LLVM vectorises it (more RAM, several times faster).
 SCHEDULES = ("inline", "cpu")
 HOST_MCPU = "host"   # [tvm] mcpu = "host": the CPU this machine reports to LLVM, resolved at compile time
+NO_FPU = "none"      # fpu = "none" (or no fpu key): a core without floating-point hardware, e.g. the Cortex-M3
+# Float ABIs that emit VFP instructions: on a core without an FPU the first one takes a UsageFault (NOCP).
+# -mfloat-abi=soft is the one way to run float there: libgcc's __aeabi_f* routines, newlib's nofp multilib.
+_FPU_FLOAT_ABIS = ("-mfloat-abi=hard", "-mfloat-abi=softfp")
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Target:
     description: str
     kind: str                      # "cortex-m" (bare-metal ELF) or "linux" (a process, any architecture)
     cpu: str
-    fpu: str
+    fpu: str                       # e.g. "fpv4-sp-d16"; "none" (NO_FPU) for a core without one
     clock_hz: int
     hal: str                       # folder under firmware_bridge/hal/
     flash_bytes: int
@@ -72,6 +79,14 @@ class Target:
             raise ConfigError(f"target {self.name}: connect.qemu_icount_shift must be an integer 0..10 for an "
                               f"emulated board, got {self.qemu_icount_shift!r}; add e.g. `qemu_icount_shift = 6` "
                               f"(instruction counts need QEMU's -icount)")
+        if not self.fpu:
+            raise ConfigError(f"target {self.name}: fpu must name the FPU (e.g. \"fpv4-sp-d16\") or be "
+                              f"\"{NO_FPU}\", got {self.fpu!r}")
+        fpu_abi = [f for f in self.cflags if f in _FPU_FLOAT_ABIS]
+        if self.fpu == NO_FPU and fpu_abi:
+            raise ConfigError(f"target {self.name}: fpu = \"{NO_FPU}\" but compiler.cflags has {fpu_abi[0]}, which "
+                              f"emits VFP instructions that fault on a core without an FPU; use -mfloat-abi=soft "
+                              f"(float in software) or name the board's FPU in fpu")
         if self.kernels not in KERNEL_BACKENDS:
             raise ConfigError(f"target {self.name}: tvm.kernels must be one of {KERNEL_BACKENDS}, got {self.kernels!r}")
         if self.schedule not in SCHEDULES:
@@ -110,7 +125,7 @@ class Target:
             mem, comp, conn, tvm = raw["memory"], raw["compiler"], raw.get("connect", {}), raw.get("tvm", {})
             return cls(
                 name=raw["name"], description=raw["description"], kind=raw["kind"], cpu=raw["cpu"],
-                fpu=raw.get("fpu", "none"), clock_hz=int(raw["clock_hz"]), hal=raw["hal"],
+                fpu=raw.get("fpu", NO_FPU), clock_hz=int(raw["clock_hz"]), hal=raw["hal"],
                 flash_bytes=int(mem["flash_bytes"]), ram_bytes=int(mem["ram_bytes"]),
                 stack_bytes=int(mem["stack_bytes"]), flash_origin=int(mem.get("flash_origin", 0)),
                 ram_origin=int(mem.get("ram_origin", 0)), cc=comp["cc"], cflags=tuple(comp.get("cflags", ())),

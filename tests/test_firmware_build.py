@@ -1,10 +1,11 @@
-"""Firmware stage: builds for mps2-an386 and the host, memory numbers, and the errors a user
-sees when a model does not fit or a tool is missing (edgebci.firmware.build)."""
+"""Firmware stage: builds for mps2-an386 and the host, memory numbers, the FPU-less M3 build (mps2-an385),
+and the errors a user sees when a model does not fit or a tool is missing (edgebci.firmware.build)."""
 from __future__ import annotations
 
 import ctypes
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,32 @@ def test_build_reports_sane_memory(model_c_dir, tmp_path, target_name):
     assert 0 < image.flash_bytes <= target.flash_bytes and image.ram_bytes <= target.ram_bytes
     elf_machine = int.from_bytes(image.path.read_bytes()[18:20], "little")
     assert elf_machine == (40 if target.kind == "cortex-m" else 62)   # EM_ARM, EM_X86_64
+
+
+def vfp_instructions(elf: Path) -> list[str]:
+    """Mnemonics of the VFP instructions in an Arm ELF's code (objdump shows data, marked by $d, as .word)."""
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"^\s*[0-9a-f]+:\t[0-9a-f ]+\t(v[a-z]\w*)", dis, re.M)
+
+
+@needs_arm
+@pytest.mark.parametrize("target_name", ["mps2-an385", "mps2-an386"])
+def test_fpu_less_board_gets_float_in_software(model_c_dir, tmp_path, target_name):
+    """The float decoder on the Cortex-M3 (fpu = "none"): no VFP instruction anywhere in the image, ours or
+    newlib's (the M3 would take a UsageFault on the first one), float arithmetic through libgcc's
+    __aeabi_f* routines from the nofp multilib. The M4F build of the same C is the control: it does have
+    VFP code, so the check can see it."""
+    target = Target.from_name(target_name)
+    image = build_firmware(model_c_dir, target, tmp_path)
+    vfp = vfp_instructions(image.path)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(image.path)], capture_output=True, text=True).stdout
+    if target.fpu == "none":
+        assert vfp == [], f"{len(vfp)} VFP instructions in the {target_name} image, e.g. {sorted(set(vfp))[:5]}"
+        assert re.search(r" T __aeabi_fmul$", symbols, re.M) and re.search(r" T __aeabi_fadd$", symbols, re.M)
+        assert "thumb/v7-m/nofp/libgcc.a" in image.map_path.read_text()
+    else:
+        assert len(vfp) > 100 and not re.search(r" T __aeabi_fmul$", symbols, re.M)
+    assert 0 < image.flash_bytes <= target.flash_bytes and image.ram_bytes <= target.ram_bytes
 
 
 @needs_arm

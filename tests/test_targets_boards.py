@@ -1,6 +1,6 @@
-"""More Cortex-M targets: the M7 and M55 emulated boards through `compile` + `hil` (the same code path as
-mps2-an386), the per-target compiler flags reaching the code (M55 Helium), the physical STM32F746 board's
-build, and the target file's validation."""
+"""More Cortex-M targets: the M3 (no FPU), M7 and M55 emulated boards through `compile` + `hil` (the same code
+path as mps2-an386), the per-target compiler flags reaching the code (M55 Helium), the physical STM32F746
+board's build, and the target file's validation."""
 from __future__ import annotations
 
 import re
@@ -21,8 +21,14 @@ SMALL_DECODER = CHECKPOINTS_DIR / "mamba.pt"   # the fewest instructions per win
 
 def test_new_targets_are_listed_with_their_budgets():
     names = list_target_names()
-    for name in ("mps2-an500", "mps3-an547", "nucleo-f746zg", "x86-64"):
+    for name in ("mps2-an385", "mps2-an500", "mps3-an547", "nucleo-f746zg", "x86-64"):
         assert name in names
+    m3, m4 = Target.from_name("mps2-an385"), Target.from_name("mps2-an386")
+    assert (m3.cpu, m3.fpu, m3.qemu_machine, m3.qemu_icount_shift) == ("cortex-m3", "none", "mps2-an385", 6)
+    assert "-mfloat-abi=soft" in m3.cflags and not any(f.startswith("-mfpu") for f in m3.cflags)
+    # the same MPS2 memory map, UART and clock as the M4F board: only the core differs
+    same = ("flash_origin", "flash_bytes", "ram_origin", "ram_bytes", "stack_bytes", "clock_hz", "hal", "hal_config")
+    assert [getattr(m3, k) for k in same] == [getattr(m4, k) for k in same]
     m55 = Target.from_name("mps3-an547")
     assert (m55.cpu, m55.flash_origin, m55.flash_bytes, m55.ram_origin, m55.ram_bytes) == (
         "cortex-m55", 0, 512 * 1024, 0x20000000, 512 * 1024)
@@ -44,6 +50,7 @@ def test_targets_command_lists_them():
         assert main(["targets"]) == 0
     text = out.getvalue()
     assert re.search(r"mps3-an547\s+cortex-m55\s+\S+\s+512\s+512", text), text
+    assert re.search(r"mps2-an385\s+cortex-m3\s+none\s+4096\s+4096\s+16384\s+qemu mps2-an385", text), text
     assert re.search(r"nucleo-f746zg\s+cortex-m7\s+fpv5-sp-d16\s+1024\s+320\s+16384\s+/dev/ttyACM0", text), text
 
 
@@ -70,9 +77,19 @@ def test_bad_tvm_section_is_refused_with_the_fix(tmp_path):
         _variant(tmp_path, "x86-64", {"mcpu": '"host"\ncuda_arch = "orin"'})
 
 
+def test_fpu_none_refuses_float_abis_that_emit_vfp_code(tmp_path):
+    with pytest.raises(ConfigError, match=r'fpu = "none" but compiler.cflags has -mfloat-abi=hard, which emits VFP '
+                                          r'instructions .* use -mfloat-abi=soft'):
+        _variant(tmp_path, "mps2-an386", {"fpu": '"none"'})
+    with pytest.raises(ConfigError, match=r"has -mfloat-abi=softfp"):
+        _variant(tmp_path, "mps2-an385", {"cflags": '["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=softfp"]'})
+    with pytest.raises(ConfigError, match=r'fpu must name the FPU .* or be "none", got \'\''):
+        _variant(tmp_path, "mps2-an385", {"fpu": '""'})
+
+
 @needs_arm
 @pytest.mark.device
-@pytest.mark.parametrize("board", ["mps2-an500", "mps3-an547"])
+@pytest.mark.parametrize("board", ["mps2-an385", "mps2-an500", "mps3-an547"])
 def test_emulated_board_compiles_runs_and_agrees(tmp_path, board):
     from edgebci.pipeline import compile_for_target, hil_and_report
     compiled, image = compile_for_target(SMALL_DECODER, board, tmp_path / "c", progress=False)
@@ -130,7 +147,7 @@ def test_physical_board_without_port_is_refused(model_c_dir, tmp_path):
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm missing")
 def test_emulated_boards_exist_in_this_qemu():
     machines = subprocess.run(["qemu-system-arm", "-M", "help"], capture_output=True, text=True).stdout
-    for name in ("mps2-an500", "mps3-an547"):
+    for name in ("mps2-an385", "mps2-an500", "mps3-an547"):
         assert Target.from_name(name).qemu_machine in machines
 
 

@@ -362,44 +362,42 @@ def emit_model_c(plan: DriverPlan, tvm_version: str) -> str:
     for stage in plan.stages.values():
         src += _emit_stage(stage, plan.tensors)
     in_ctype, out_ctype = _CTYPES[plan.input.dtype], _CTYPES[plan.output.dtype]
-    if plan.loop is None and out_ctype == "float":
-        src += [f"int ebci_model_run(const {in_ctype} *input, float *output)", "{",
+    if plan.loop is None:
+        src += [f"int ebci_model_run(const {in_ctype} *input, {out_ctype} *output)", "{",
                 "    void *in[1] = {(void *)input};", "    void *out[1] = {output};",
                 "    return ebci_stage_main(in, out);", "}", ""]
-    elif plan.loop is None:   # integer logits (|q| < 2^24, edgebci.quantize.qcdq): exact as float scores
-        n_out = int(np.prod(plan.output.shape))
-        src += [f"static {out_ctype} ebci_model_logits[{n_out}];", "",
-                f"int ebci_model_run(const {in_ctype} *input, float *output)", "{",
-                "    void *in[1] = {(void *)input};", "    void *out[1] = {ebci_model_logits};",
-                "    int rc = ebci_stage_main(in, out);",
-                f"    for (int k = 0; k < {n_out}; k++) output[k] = (float)ebci_model_logits[k];",
-                "    return rc;", "}", ""]
     else:
         src += _emit_loop(plan, in_ctype, out_ctype)
     return "\n".join(src)
 
 
-def _input_convention(plan: DriverPlan) -> str:
-    """The model's input type and how the front end's fixed-point output y (microvolts * 2^in_shift)
-    becomes it (EBCI_MODEL_FROM_FILTER), and back to microvolts (EBCI_MODEL_TO_UV)."""
-    if plan.input.dtype == "float32":
+def _io_convention(plan: DriverPlan) -> str:
+    """The model's input and output types; how the front end's fixed-point output y (microvolts * 2^in_shift)
+    becomes the input (EBCI_MODEL_FROM_FILTER) and back to microvolts (EBCI_MODEL_TO_UV); how an output
+    becomes a float score for the protocol's RESULT (EBCI_MODEL_SCORE)."""
+    if plan.input.dtype == "float32" and plan.output.dtype == "float32":
         return """typedef float ebci_model_input_t;
+typedef float ebci_model_output_t;
 #define EBCI_MODEL_INTEGER 0
 #define EBCI_MODEL_FROM_FILTER(y, in_shift) ((float)(y) * (1.0f / (float)(1L << (in_shift))))
 #define EBCI_MODEL_TO_UV(v, in_shift) (v)
+#define EBCI_MODEL_SCORE(q) (q)
 
 /* input: float32 [EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP], filtered microvolts, channel-major;
  * output: float32 [EBCI_MODEL_N_CLASSES] logits. Returns 0 on success. Not re-entrant. */"""
-    if plan.input.dtype != "int32" or plan.loop is not None:
-        raise UnsupportedOpError(f"the driver takes float32 or (integer programs) int32 input, got {plan.input.dtype}")
-    return """typedef int32_t ebci_model_input_t;
-#define EBCI_MODEL_INTEGER 1     /* integer-only decoder: no floating point between input and logits */
+    if plan.input.dtype != "int32" or plan.output.dtype not in ("int32", "int8") or plan.loop is not None:
+        raise UnsupportedOpError(f"the driver runs float32 -> float32 decoders or integer programs (int32 -> int32 or "
+                                 f"int8), got {plan.input.dtype} -> {plan.output.dtype}")
+    return f"""typedef int32_t ebci_model_input_t;
+typedef {_CTYPES[plan.output.dtype]} ebci_model_output_t;
+#define EBCI_MODEL_INTEGER 1     /* integer-only decoder: no floating point from input to logits */
 #define EBCI_MODEL_FROM_FILTER(y, in_shift) ((int32_t)(y))
 #define EBCI_MODEL_TO_UV(v, in_shift) ((float)(v) * (1.0f / (float)(1L << (in_shift))))
+#define EBCI_MODEL_SCORE(q) ((float)(q))   /* exact: |q| < 2^24 (edgebci.quantize.qcdq) */
 
 /* input: int32 [EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP], the front end's fixed-point output (microvolts *
- * 2^in_shift), channel-major; output: [EBCI_MODEL_N_CLASSES] integer logits as float (exact: |q| < 2^24).
- * Returns 0 on success. Not re-entrant. */"""
+ * 2^in_shift), channel-major; output: [EBCI_MODEL_N_CLASSES] integer logits. Returns 0 on success.
+ * Not re-entrant. The caller turns logits into float scores (EBCI_MODEL_SCORE) for the protocol. */"""
 
 
 def emit_model_h(plan: DriverPlan, model_id: str, fs_hz: float, workspace: int) -> str:
@@ -419,8 +417,8 @@ def emit_model_h(plan: DriverPlan, model_id: str, fs_hz: float, workspace: int) 
 #define EBCI_MODEL_WEIGHT_BYTES {plan.const_bytes}
 #define EBCI_MODEL_ID "{model_id}"
 
-{_input_convention(plan)}
-int ebci_model_run(const ebci_model_input_t *input, float *output);
+{_io_convention(plan)}
+int ebci_model_run(const ebci_model_input_t *input, ebci_model_output_t *output);
 uint32_t ebci_model_arena_size(void);
 
 #endif

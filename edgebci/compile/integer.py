@@ -47,26 +47,31 @@ def _requantize(x, ndim: int, mult: Multiplier, axis, qmin: int, qmax: int, out_
     if mult.is_shift:
         n = np.asarray(mult.n)
         y = x if src_dtype == "int32" else op.astype(x, "int32")
-        if np.all(n > 0):
-            r = np.left_shift(1, n - 1)
-            y = op.right_shift(op.add(y, _channel(r, ndim, axis, "int32")), _channel(n, ndim, axis, "int32"))
-        elif np.all(n <= 0):
+        if np.all(n <= 0):
             if np.any(n < 0):
                 y = op.left_shift(y, _channel(-n, ndim, axis, "int32"))
-        else:                            # mixed per-channel shifts: shift left first, then round right
-            left = -n.min()
-            y = op.left_shift(y, _const(left, "int32"))
-            n2 = n + left
-            r = np.where(n2 > 0, np.left_shift(1, np.maximum(n2 - 1, 0)), 0)
-            y = op.right_shift(op.add(y, _channel(r, ndim, axis, "int32")), _channel(n2, ndim, axis, "int32"))
+        elif np.all(n > 0):
+            y = _rshift_even(y, n, ndim, axis, "int32")
+        else:      # per-channel shifts both ways: all left by the largest, then each right (exact for the left ones)
+            left = int(-n.min())
+            y = op.left_shift(op.astype(y, "int64"), _const(left, "int64"))
+            y = _clip(_rshift_even(y, n + left, ndim, axis, "int64"), qmin, qmax, "int64")
+            return op.astype(y, out_dtype)
         y = _clip(y, qmin, qmax, "int32") if qmin > -2 ** 31 or qmax < 2 ** 31 - 1 else y
         return op.astype(y, out_dtype)
-    y = op.astype(x, "int64")
-    y = op.multiply(y, _channel(mult.m0, ndim, axis, "int64"))
-    y = op.add(y, _channel(np.left_shift(np.int64(1), np.asarray(mult.n) - 1), ndim, axis, "int64"))
-    y = op.right_shift(y, _channel(mult.n, ndim, axis, "int64"))
-    y = _clip(y, qmin, qmax, "int64")
+    y = op.multiply(op.astype(x, "int64"), _channel(mult.m0, ndim, axis, "int64"))
+    y = _clip(_rshift_even(y, np.asarray(mult.n), ndim, axis, "int64"), qmin, qmax, "int64")
     return op.astype(y, out_dtype)
+
+
+def _rshift_even(y, n: np.ndarray, ndim: int, axis, dtype: str):
+    """(y + 2^(n-1) - 1 + ((y >> n) & 1)) >> n: y / 2^n rounded half to even (edgebci.quantize.arith)."""
+    from tvm import relax
+    op = relax.op
+    shift = _channel(n, ndim, axis, dtype)
+    odd = op.bitwise_and(op.right_shift(y, shift), _const(1, dtype))
+    half = _channel(np.left_shift(np.int64(1), n - 1) - 1, ndim, axis, dtype)
+    return op.right_shift(op.add(op.add(y, half), odd), shift)
 
 
 def _table(bb, x, table: np.ndarray, shape):

@@ -14,9 +14,12 @@ host reference of a Jetson artifact, say) compiles the portable C.
 
 Cortex-M targets link with newlib (libm for the kernels' expf/tanhf/..., libc for memcpy) and
 the board's memory from its TOML, with an explicit stack section, so a model that does not fit
-fails the link and raises BudgetError with the numbers. Linux targets build a process speaking
-the protocol on stdin/stdout (hal/host); a Linux target cross-compiled for another architecture
-(aarch64 for a Jetson) also gets that architecture's libebci_decoder.so beside the process.
+fails the link and raises BudgetError with the numbers. The link repeats the target's cflags, because
+gcc picks the newlib/libgcc multilib from -mcpu/-mfloat-abi/-mfpu: thumb/v7e-m+fp/hard for the M4F,
+thumb/v7-m/nofp for the FPU-less M3 (float through libgcc's __aeabi_f* routines, no VFP instruction).
+Linux targets build a process speaking the protocol on stdin/stdout (hal/host); a Linux target
+cross-compiled for another architecture (aarch64 for a Jetson) also gets that architecture's
+libebci_decoder.so beside the process.
 Cortex-M builds also write firmware.bin (the flash image from the ELF's load addresses) for
 flashing tools that take raw binaries.
 
@@ -246,6 +249,8 @@ def _compile_and_link(cc: str, own: list[Path], generated: list[Path], cflags: l
     for i, (src, warnings) in enumerate(units):
         objects.append(obj_dir / f"{i:02d}-{src.stem}.o")
         _run_logged([cc, *cflags, *warnings, "-c", str(src), "-o", str(objects[-1])], log, what, target)
+    # cflags again at the link: they choose newlib's and libgcc's multilib (without -mcpu gcc takes the default,
+    # Arm-state libraries no Cortex-M executes; -mfloat-abi picks the hard-float or the nofp ones)
     _run_logged([cc, *cflags, *map(str, objects), *ldflags, "-o", str(output)], log, what, target)
 
 

@@ -3,12 +3,16 @@
 Every tensor on the device is an integer array q with a real scale s (value = q * s, zero point 0:
 edgebci quantises symmetrically). Changing scale, `requantise`, is the only rounding step:
 
-    out = clamp((acc * m0 + 2^(n-1)) >> n, qmin, qmax)        general: m0 in [2^30, 2^31), 1 <= n <= 62
-    out = clamp((acc + 2^(n-1)) >> n, qmin, qmax)             m0 == 1: the scale ratio is 2^-n, a shift
-    out = clamp(acc << -n, qmin, qmax)                        m0 == 1, n <= 0: an exact left shift
+    p = acc * m0,  out = clamp(rshift_even(p, n), qmin, qmax)   general: m0 in [2^30, 2^31), 1 <= n <= 62
+    p = acc,       out = clamp(rshift_even(p, n), qmin, qmax)   m0 == 1: the scale ratio is 2^-n, a shift
+    out = clamp(acc << -n, qmin, qmax)                          m0 == 1, n <= 0: an exact left shift
 
-with int64 intermediates for the multiplier (int32 for the shifts, |acc| < 2^30), an arithmetic right shift and round-half-up (toward +infinity): the
-same as CMSIS-NN's arm_nn_requantize up to the rounding of ties. `Multiplier.from_real` chooses
+    rshift_even(p, n) = (p + 2^(n-1) - 1 + ((p >> n) & 1)) >> n      p / 2^n rounded half to even
+
+with int64 intermediates for the multiplier (int32 for the shifts, |acc| < 2^30) and arithmetic shifts.
+Ties go to even, as torch.round in Brevitas' fake quantisation and ONNX QuantizeLinear do: with
+power-of-two scales ties are frequent (an average of 4 is a tie one time in four), and rounding them
+the way training did keeps the device equal to the QAT model, not biased by half a step per layer. `Multiplier.from_real` chooses
 (m0, n) from the real ratio M = s_in / s_out; a power-of-two M (the `int8-pow2` recipe makes every
 one so) becomes a pure shift. The numpy reference (edgebci.quantize.reference) and the Relax
 emitter (edgebci.compile.integer) both use these constants and nothing else, so the device and the
@@ -77,15 +81,22 @@ def requantize(acc: np.ndarray, mult: Multiplier, axis: int | None, qmin: int, q
     m0, n = _broadcast(mult.m0, a.ndim, axis), _broadcast(mult.n, a.ndim, axis)
     if mult.is_shift:                 # int32 on the device: refuse what would overflow it there
         right = np.maximum(n, 0)
-        rounded = (a + np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)) >> right
-        out = np.where(n > 0, rounded, a << np.maximum(-n, 0))
+        out = np.where(n > 0, rshift_even(a, right), a << np.maximum(-n, 0))
         if np.any(np.abs(a) >= 2 ** 30) or np.any(np.abs(out) >= 2 ** 31):
             raise UnsupportedOpError(f"shift requantisation of {int(np.abs(a).max())} overflows int32")
     else:
         if np.any(np.abs(a) >= 2 ** 31):
             raise UnsupportedOpError(f"requantisation input reaches {int(np.abs(a).max())}, beyond int32")
-        out = (a * m0 + (np.int64(1) << (n - 1))) >> n
+        out = rshift_even(a * m0, n)
     return np.clip(out, qmin, qmax)
+
+
+def rshift_even(p: np.ndarray, n) -> np.ndarray:
+    """p / 2^n rounded half to even, for n >= 0 (n == 0: p itself), on int64 arrays."""
+    n = np.asarray(n, np.int64)
+    half_minus_1 = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)) - 1, 0)
+    odd = np.where(n > 0, (p >> n) & 1, 0)
+    return (p + half_minus_1 + odd) >> n
 
 
 def _broadcast(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
@@ -98,10 +109,14 @@ def _broadcast(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
 
 
 def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: int = 127) -> np.ndarray:
-    """int8 [256]: entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input."""
-    codes = np.arange(-128, 128, dtype=np.float64)
+    """int8 [256]: entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input.
+
+    Evaluated in float32, as the QAT model (torch) and the QCDQ graph (onnxruntime) evaluate it: where
+    fn lands on a rounding tie (x*x at a scale chosen from the same x is one), float64 would break the
+    tie the other way from training."""
+    codes = np.arange(-128, 128, dtype=np.float32)
     with np.errstate(all="ignore"):
-        y = np.asarray(fn(codes * scale_in), np.float64) / scale_out
+        y = np.asarray(fn(codes * np.float32(scale_in)), np.float32) / np.float32(scale_out)
     if not np.all(np.isfinite(y)):
         bad = codes[~np.isfinite(y)][0]
         raise UnsupportedOpError(f"an element-wise function is not finite at input code {int(bad)} "

@@ -67,13 +67,13 @@ def load_twin(ckpt, aligned: bool = False):
 def export_qcdq(twin, n_channels: int, n_samples: int) -> bytes:
     """Brevitas QCDQ ONNX of a twin (TorchScript exporter, opset 17), as bytes."""
     import torch
-    try:
-        from brevitas.export import export_onnx_qcdq
-    except ImportError:
-        raise missing_extra("brevitas", "quantize") from None
     x = torch.zeros(1, n_channels, n_samples)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")   # brevitas' import-time notices and the TorchScript exporter's deprecation
+        try:
+            from brevitas.export import export_onnx_qcdq
+        except ImportError:
+            raise missing_extra("brevitas", "quantize") from None
         path = Path(tmp) / "model.onnx"
         with torch.no_grad():
             export_onnx_qcdq(twin, args=x, export_path=str(path), dynamo=False, opset_version=OPSET,

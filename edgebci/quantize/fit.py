@@ -28,6 +28,7 @@ from edgebci.quantize.program import run_reference
 from edgebci.quantize.recipe import METHODS, Recipe
 
 BATCH = 64
+QAT_WEIGHT_DECAY = 5e-2              # edgebci.train.TrainConfig.weight_decay
 QAT_CROPS_S = (-0.25, 0.0, 0.25)     # training crops around the cue offset, as training uses (fewer: QAT is short)
 
 
@@ -85,7 +86,9 @@ def quantize_checkpoint(ckpt, recipe: Recipe, method: str | None, data_dir: Path
     (xt, yt), (xv, yv), raw_train = _training_data(ckpt, data_dir, QAT_CROPS_S if method == "qat" else (0.0,))
     float_model = ckpt.build_model()
     twin = make_twin(ckpt.arch, float_model, recipe, input_threshold(xt, recipe.input_percentile))
-    from brevitas.graph.calibrate import calibration_mode
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from brevitas.graph.calibrate import calibration_mode
     cal = xt[rng.permutation(len(xt))[:recipe.calibration_windows]]
     with torch.no_grad(), calibration_mode(twin), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,7 +98,9 @@ def quantize_checkpoint(ckpt, recipe: Recipe, method: str | None, data_dir: Path
     history = [{"epoch": 0, "what": "ptq", "val_balanced_accuracy": _accuracy(twin, xv, yv)}]
     best = (history[0]["val_balanced_accuracy"], 0, copy.deepcopy(twin.state_dict()))
     if method == "qat" and recipe.qat_epochs:
-        opt = torch.optim.Adam(twin.parameters(), lr=recipe.qat_lr)
+        # the float training's regularisation (AdamW weight decay, the family's dropout): without it a few
+        # epochs overfit the ten training subjects and the validation subjects get worse, not better
+        opt = torch.optim.AdamW(twin.parameters(), lr=recipe.qat_lr, weight_decay=QAT_WEIGHT_DECAY)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
         bar = tqdm(range(1, recipe.qat_epochs + 1), desc=f"QAT {ckpt.arch} {recipe.name}", disable=not progress,
                    unit="epoch")
@@ -124,6 +129,7 @@ def quantize_checkpoint(ckpt, recipe: Recipe, method: str | None, data_dir: Path
         "raw_input_threshold": input_threshold(raw, recipe.input_percentile), "input_range_source": "population",
         "val_balanced_accuracy": best[0], "best_epoch": best[1], "history": history,
         "float_val_balanced_accuracy": _accuracy(float_model, xv, yv), "seed": seed,
+        "float_hash": ckpt.content_hash(),
     }
     return replace(ckpt, quantization=quantization)
 

@@ -29,18 +29,18 @@ from edgebci.quantize import program as P
 
 # float functions an element-wise chain may contain (applied to float64 arrays when building a table)
 _UNARY = {
-    "Elu": lambda x, a: np.where(x > 0, x, a.get("alpha", 1.0) * np.expm1(np.minimum(x, 0))),
-    "Sigmoid": lambda x, a: 1.0 / (1.0 + np.exp(-x)),
+    "Elu": lambda x, a: np.where(x > 0, x, np.float32(a.get("alpha", 1.0)) * np.expm1(np.minimum(x, 0))),
+    "Sigmoid": lambda x, a: np.float32(1) / (np.float32(1) + np.exp(-x)),
     "Tanh": lambda x, a: np.tanh(x),
     "Exp": lambda x, a: np.exp(x),
     "Log": lambda x, a: np.log(x),
     "Sqrt": lambda x, a: np.sqrt(x),
     "Neg": lambda x, a: -x,
     "Abs": lambda x, a: np.abs(x),
-    "Softplus": lambda x, a: np.logaddexp(0.0, x),
-    "Relu": lambda x, a: np.maximum(x, 0.0),
-    "Erf": lambda x, a: _erf(x),
-    "Reciprocal": lambda x, a: 1.0 / x,
+    "Softplus": lambda x, a: np.logaddexp(np.float32(0), x),
+    "Relu": lambda x, a: np.maximum(x, np.float32(0)),
+    "Erf": lambda x, a: _erf(x).astype(np.float32),
+    "Reciprocal": lambda x, a: np.float32(1) / x,
 }
 OUTPUT_LIMIT = 2 ** 23      # |logits| below this are exact in float32 (2^24), with a bit to spare
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power,
@@ -457,7 +457,7 @@ def _binary_function(op, a, b, name):
     src, nodes = None, ()
     for v in (a, b):
         if isinstance(v, np.ndarray):
-            c = np.asarray(v, np.float64)
+            c = np.asarray(v, np.float32)
             parts.append(lambda x, c=c: c)
         else:
             s, fn, n = _as_function(v)

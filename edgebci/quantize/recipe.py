@@ -31,7 +31,7 @@ class Recipe:
     calibration_windows: int = 512
     input_percentile: float = 99.99
     qat_epochs: int = 10
-    qat_lr: float = 5e-4
+    qat_lr: float = 1e-4
     source: Path | None = None
 
     def __post_init__(self):
@@ -78,7 +78,7 @@ class Recipe:
             return cls(raw["name"], raw.get("description", ""), raw.get("method", "qat"), int(w["bits"]),
                        w.get("granularity", "per-channel"), w.get("scale", "float"), int(a["bits"]),
                        a.get("scale", "float"), int(cal.get("windows", 512)), float(cal.get("input_percentile", 99.99)),
-                       int(qat.get("epochs", 10)), float(qat.get("lr", 5e-4)), path)
+                       int(qat.get("epochs", 10)), float(qat.get("lr", 1e-4)), path)
         except KeyError as e:
             raise ConfigError(f"{path}: missing key {e}; a recipe needs name, [weights] bits and [activations] "
                               f"bits (see quantize/int8.toml)") from None

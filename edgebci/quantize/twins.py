@@ -91,7 +91,7 @@ class EEGNetTwin(Twin):
         c = model.config
         blk = model.block1
         f1d = c.f1 * c.depth
-        self.pool1, self.pool2 = c.pool1, c.pool2
+        self.pool1, self.pool2, self.dropout = c.pool1, c.pool2, c.dropout
         a1, b1 = _bn_affine(blk.bn)
         a2, b2 = _bn_affine(model.bn2)
         a3, b3 = _bn_affine(model.bn3)
@@ -118,9 +118,11 @@ class EEGNetTwin(Twin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.temporal(self.spatial(self.qin(x)))
-        x = self.q_pool1(F.avg_pool1d(_value(self.act1(F.elu(_value(x)))), self.pool1))
+        x = F.avg_pool1d(_value(self.act1(F.elu(_value(x)))), self.pool1)
+        x = self.q_pool1(F.dropout(x, self.dropout, self.training))    # as the float model trains (QAT)
         x = self.sep_point(self.sep_depth(x))
-        x = self.q_pool2(F.avg_pool1d(_value(self.act2(F.elu(_value(x)))), self.pool2))
+        x = F.avg_pool1d(_value(self.act2(F.elu(_value(x)))), self.pool2)
+        x = self.q_pool2(F.dropout(x, self.dropout, self.training))
         return self.head(x.flatten(1))
 
 

@@ -66,8 +66,12 @@ void ebci_decoder_filter(const int16_t *x_interleaved, float *out)
 
 static ebci_status_t run_model(float *scores)
 {
+    ebci_model_output_t logits[EBCI_MODEL_N_CLASSES];
     ebci_workspace_reset();
-    int rc = ebci_model_run(&g_input[0][0], scores);
+    int rc = ebci_model_run(&g_input[0][0], logits);
+    for (int k = 0; k < EBCI_MODEL_N_CLASSES; k++) {
+        scores[k] = EBCI_MODEL_SCORE(logits[k]);   /* integer logits become exact float scores here, outside the model */
+    }
     ebci_status_t shim = ebci_workspace_status();
     if (shim == EBCI_ERR_WORKSPACE) {
         g_error_detail = ebci_workspace_error_detail();

@@ -1,4 +1,4 @@
-/* MPS2/MPS3 port (QEMU mps2-an386, mps2-an500, mps3-an547, and the FPGA boards), entry point:
+/* MPS2/MPS3 port (QEMU mps2-an385, mps2-an386, mps2-an500, mps3-an547, and the FPGA boards), entry point:
  * vector table and reset handler (FPU/MVE access, VTOR). RAM set-up, stack painting and fault entry are
  * the shared Cortex-M runtime (src/ebci_cortex_m.c).
  *
@@ -41,7 +41,8 @@ __attribute__((section(".isr_vector"), used)) void (*const g_vectors[16 + EBCI_N
 
 __attribute__((noreturn)) void Reset_Handler(void)
 {
-    /* CPACR: full access to CP10/CP11 (the FPU, and MVE on M55) before any FP instruction */
+    /* CPACR: full access to CP10/CP11 (the FPU, and MVE on M55) before any FP instruction. On a core
+     * without an FPU (the AN385's Cortex-M3) these bits are RAZ/WI, so the same write does nothing. */
     *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20);
     __asm volatile("dsb\n isb" ::: "memory");
     *(volatile uint32_t *)0xE000ED08u = (uint32_t)(uintptr_t)g_vectors;   /* VTOR */
