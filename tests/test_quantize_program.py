@@ -94,7 +94,7 @@ def test_every_pattern_becomes_an_integer_op(exported):
 
 def test_reference_equals_onnxruntime_to_the_rounding_step(exported, windows):
     """Every int8 tensor of the program against onnxruntime's QuantizeLinear output for the same node."""
-    _, onnx_bytes, program = exported
+    recipe, onnx_bytes, program = exported
     env = P.run_reference(program, windows[:1], keep=True)
     model = onnx.load(io.BytesIO(onnx_bytes))
     pairs = []
@@ -108,8 +108,9 @@ def test_reference_equals_onnxruntime_to_the_rounding_step(exported, windows):
     got = sess.run([o for _, o in pairs], {sess.get_inputs()[0].name: (windows[:1] * 2.0 ** -IN_SHIFT).astype(np.float32)})
     for (name, _), want in zip(pairs, got):
         diff = np.abs(env[name] - want.astype(np.int64))
-        # the same rounding (half to even) and tables in float32 as onnxruntime: only the 31-bit multiplier may move a code
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.02, name
+        # the same rounding (half to even) and tables in float32 as onnxruntime: power-of-two scales are exact,
+        # float scales may move a code by one where the 31-bit multiplier differs from float32 division
+        assert diff.max() <= (0 if recipe == "int8-pow2" else 1) and (diff > 0).mean() < 0.1, name
     logits = sess.run(None, {sess.get_inputs()[0].name: (windows[:1] * 2.0 ** -IN_SHIFT).astype(np.float32)})[0]
     assert env[program.output].argmax() == logits.argmax()
 
@@ -120,7 +121,7 @@ def test_reference_refuses_an_overflowing_accumulator(exported, windows):
     huge = P.Conv(conv.inputs, conv.output, conv.source, weight=np.full_like(conv.weight, 127),
                   bias=np.full(conv.weight.shape[0], 2 ** 31 - 10, np.int32), stride=conv.stride, pads=conv.pads,
                   dilation=conv.dilation, groups=conv.groups)
-    broken = P.QProgram(program.input, program.output, program.tensors,
+    broken = P.QProgram(program.inputs, program.outputs, program.tensors,
                         [huge if op is conv else op for op in program.ops])
     with pytest.raises(UnsupportedOpError, match="outside int32"):
         P.run_reference(broken, windows)

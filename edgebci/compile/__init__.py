@@ -120,10 +120,14 @@ def check_budget(compiled: CompiledModel, target: Target) -> None:
 
 
 def _write_integer_program(spec, out_dir: Path) -> dict:
-    """Beside an integer decoder's C: the QCDQ ONNX it came from (qcdq.onnx) and its program, op by op
-    (program.txt). Returns the manifest's `quantization` entry."""
+    """Beside an integer decoder's C: the QCDQ ONNX it came from (qcdq.onnx, or qcdq_{encode,step,readout}.onnx)
+    and its program, op by op (program.txt). Returns the manifest's `quantization` entry."""
     program = spec.program
-    (out_dir / "qcdq.onnx").write_bytes(spec.qcdq_onnx)
+    if isinstance(spec.qcdq_onnx, dict):        # a recurrent decoder: encode, step and readout graphs
+        for part, blob in spec.qcdq_onnx.items():
+            (out_dir / f"qcdq_{part}.onnx").write_bytes(blob)
+    else:
+        (out_dir / "qcdq.onnx").write_bytes(spec.qcdq_onnx)
     (out_dir / "program.txt").write_text("\n".join(program.summary()) + "\n")
     return {**spec.quantization, "integer_only": True, "input_scale": float(program.input_info.scale),
             "output_scale": float(program.output_info.scale), "output_dtype": program.output_info.dtype,

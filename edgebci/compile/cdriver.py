@@ -47,16 +47,36 @@ class StagePlan:
 
 @dataclass(frozen=True)
 class LoopPlan:
-    """The device-side time loop of a stepped program (see edgebci.zoo.stepped): its buffers' geometry."""
+    """The device-side time loop of a stepped program (see edgebci.zoo.stepped): its buffers' geometry.
+
+    A float program carries float32 throughout and hands the readout the mean of the step outputs; an
+    integer program (edgebci.quantize.program.SteppedProgram) carries its own types (int8 sequence and
+    state) and hands the readout the int32 sum, whose 1/n_steps the readout's scales hold."""
     n_steps: int
     seq_width: int
     out_width: int
     state_sizes: tuple[int, ...]      # elements per state tensor
+    seq_dtype: str = "float32"
+    state_dtypes: tuple[str, ...] = ()
+    out_dtype: str = "float32"
+    total_dtype: str = "float32"
+
+    @property
+    def integer(self) -> bool:
+        return self.total_dtype != "float32"
 
     def buffer_bytes(self) -> int:
-        """seq + two buffers per state (ping-pong) + the step output + the running total, float32."""
-        floats = self.n_steps * self.seq_width + 2 * sum(self.state_sizes) + 2 * self.out_width
-        return 4 * floats
+        """seq + two buffers per state (ping-pong) + the step output + the running total, each in its type."""
+        if not self.integer:     # all float32: packed one after another
+            return 4 * (self.n_steps * self.seq_width + 2 * sum(self.state_sizes) + 2 * self.out_width)
+        sizes = [self.n_steps * self.seq_width * _bytes(self.seq_dtype), self.out_width * _bytes(self.out_dtype),
+                 self.out_width * _bytes(self.total_dtype)]
+        sizes += [n * _bytes(d) for n, d in zip(self.state_sizes, self.state_dtypes) for _ in range(2)]
+        return sum(_align(b) for b in sizes)    # mixed widths: each buffer aligned
+
+
+def _bytes(dtype: str) -> int:
+    return int(np.dtype(dtype).itemsize)
 
 
 @dataclass
@@ -160,9 +180,14 @@ def plan_driver(relax_mod) -> DriverPlan:
 def _plan_loop(plan: DriverPlan) -> LoopPlan:
     """Check that main, step and readout chain as the stepped loop expects; return its geometry."""
     main, step, readout = (plan.stages[n] for n in STEPPED_STAGES)
+    integer = main.params[0].dtype == "int32"
     for t in [*main.outputs, *step.params, *step.outputs, *readout.params, *readout.outputs]:
-        if t.dtype != "float32":
-            raise UnsupportedOpError(f"the stepped driver carries float32 between stages, got {t.dtype} for {t.name}")
+        if integer and t.dtype not in ("int8", "int16", "int32") or not integer and t.dtype != "float32":
+            raise UnsupportedOpError(f"the stepped driver carries float32 between the stages of a float decoder and "
+                                     f"integers between those of an integer one; got {t.dtype} for {t.name}")
+    if integer and readout.params[0].dtype != "int32":
+        raise UnsupportedOpError(f"an integer readout takes the int32 sum of the step outputs, got "
+                                 f"{readout.params[0].dtype}")
     if len(main.outputs) != 1 or len(main.outputs[0].shape) != 3 or main.outputs[0].shape[0] != 1:
         raise UnsupportedOpError(f"a stepped decoder's encoder must return one (1, n_steps, width) sequence, "
                                  f"got {[t.shape for t in main.outputs]}")
@@ -179,7 +204,9 @@ def _plan_loop(plan: DriverPlan) -> LoopPlan:
     if len(readout.params) != 1 or int(np.prod(readout.params[0].shape)) != out_width or len(readout.outputs) != 1:
         raise UnsupportedOpError(f"the readout must take the step output's mean ({out_width} values) and return "
                                  f"the logits; takes {[t.shape for t in readout.params]}")
-    return LoopPlan(int(n_steps), int(seq_width), out_width, tuple(int(np.prod(t.shape)) for t in states_in))
+    return LoopPlan(int(n_steps), int(seq_width), out_width, tuple(int(np.prod(t.shape)) for t in states_in),
+                    main.outputs[0].dtype, tuple(t.dtype for t in states_in), step.outputs[0].dtype,
+                    "int32" if integer else "float32")
 
 
 def _plan_stage(plan: DriverPlan, const_cache: dict, name: str, func) -> StagePlan:
@@ -292,37 +319,38 @@ def _emit_stage(stage: StagePlan, tensors: list[_Tensor]) -> list[str]:
 
 
 def _emit_loop(plan: DriverPlan, in_ctype: str, out_ctype: str) -> list[str]:
-    """ebci_model_run for a stepped program: encode, the time loop over `step` with ping-pong state, the mean,
-    the readout. The loop's buffers sit in the arena after the stages' shared scratch."""
+    """ebci_model_run for a stepped program: encode, the time loop over `step` with ping-pong state, the mean
+    (float) or the int32 sum (integer), the readout. The loop's buffers sit in the arena after the stages'
+    shared scratch, each aligned."""
     loop = plan.loop
     n_states = len(loop.state_sizes)
+    state_dtypes = loop.state_dtypes or ("float32",) * n_states
     base = plan.scratch_bytes
-    src = [f"#define EBCI_LOOP_BUFFER(off) ((float *)&ebci_model_arena[{base} + (off)])"]
+    src = []
     off = 0
 
-    def buffer(name: str, n: int) -> None:
+    def buffer(name: str, n: int, dtype: str) -> None:
         nonlocal off
-        src.append(f"#define {name} EBCI_LOOP_BUFFER({off})")
-        off += 4 * n
+        src.append(f"#define {name} (({_CTYPES[dtype]} *)&ebci_model_arena[{base} + {off}])")
+        off += _align(n * _bytes(dtype)) if loop.integer else n * _bytes(dtype)
 
-    buffer("EBCI_LOOP_SEQ", loop.n_steps * loop.seq_width)
-    buffer("EBCI_LOOP_Y", loop.out_width)
-    buffer("EBCI_LOOP_TOTAL", loop.out_width)
-    for i, n in enumerate(loop.state_sizes):
-        buffer(f"EBCI_LOOP_STATE{i}_A", n)
-        buffer(f"EBCI_LOOP_STATE{i}_B", n)
-    inv = _c_literal("float32", 1.0 / loop.n_steps)
+    buffer("EBCI_LOOP_SEQ", loop.n_steps * loop.seq_width, loop.seq_dtype)
+    buffer("EBCI_LOOP_Y", loop.out_width, loop.out_dtype)
+    buffer("EBCI_LOOP_TOTAL", loop.out_width, loop.total_dtype)
+    for i, (n, d) in enumerate(zip(loop.state_sizes, state_dtypes)):
+        buffer(f"EBCI_LOOP_STATE{i}_A", n, d)
+        buffer(f"EBCI_LOOP_STATE{i}_B", n, d)
     cur = ", ".join(f"EBCI_LOOP_STATE{i}_A" for i in range(n_states))
     nxt = ", ".join(f"EBCI_LOOP_STATE{i}_B" for i in range(n_states))
     src += ["", f"int ebci_model_run(const {in_ctype} *input, {out_ctype} *output)", "{",
             "    void *enc_in[1] = {(void *)input};", "    void *enc_out[1] = {EBCI_LOOP_SEQ};",
-            f"    float *cur[{n_states}] = {{{cur}}};", f"    float *nxt[{n_states}] = {{{nxt}}};",
+            f"    void *cur[{n_states}] = {{{cur}}};", f"    void *nxt[{n_states}] = {{{nxt}}};",
             f"    void *step_in[{n_states + 1}];", f"    void *step_out[{n_states + 1}];",
             "    void *ro_in[1] = {EBCI_LOOP_TOTAL};", "    void *ro_out[1] = {output};",
             "    int rc = ebci_stage_main(enc_in, enc_out);", "    if (rc != 0) return rc;"]
-    for i, n in enumerate(loop.state_sizes):
-        src.append(f"    memset(cur[{i}], 0, {4 * n});   /* every window starts from the resting state */")
-    src += [f"    memset(EBCI_LOOP_TOTAL, 0, {4 * loop.out_width});",
+    for i, (n, d) in enumerate(zip(loop.state_sizes, state_dtypes)):
+        src.append(f"    memset(cur[{i}], 0, {n * _bytes(d)});   /* every window starts from the resting state */")
+    src += [f"    memset(EBCI_LOOP_TOTAL, 0, {loop.out_width * _bytes(loop.total_dtype)});",
             f"    for (int t = 0; t < {loop.n_steps}; t++) {{",
             f"        step_in[0] = EBCI_LOOP_SEQ + t * {loop.seq_width};",
             "        step_out[0] = EBCI_LOOP_Y;",
@@ -331,9 +359,11 @@ def _emit_loop(plan: DriverPlan, in_ctype: str, out_ctype: str) -> list[str]:
             "        rc = ebci_stage_step(step_in, step_out);", "        if (rc != 0) return rc;",
             f"        for (int k = 0; k < {loop.out_width}; k++) EBCI_LOOP_TOTAL[k] += EBCI_LOOP_Y[k];",
             f"        for (int i = 0; i < {n_states}; i++) {{",
-            "            float *swap = cur[i]; cur[i] = nxt[i]; nxt[i] = swap;", "        }", "    }",
-            f"    for (int k = 0; k < {loop.out_width}; k++) EBCI_LOOP_TOTAL[k] *= {inv};   /* the mean over steps */",
-            "    return ebci_stage_readout(ro_in, ro_out);", "}", ""]
+            "            void *swap = cur[i]; cur[i] = nxt[i]; nxt[i] = swap;", "        }", "    }"]
+    if not loop.integer:
+        inv = _c_literal("float32", 1.0 / loop.n_steps)
+        src.append(f"    for (int k = 0; k < {loop.out_width}; k++) EBCI_LOOP_TOTAL[k] *= {inv};   /* the mean over steps */")
+    src += ["    return ebci_stage_readout(ro_in, ro_out);", "}", ""]
     return src
 
 
@@ -385,7 +415,7 @@ typedef float ebci_model_output_t;
 
 /* input: float32 [EBCI_MODEL_N_CH][EBCI_MODEL_N_SAMP], filtered microvolts, channel-major;
  * output: float32 [EBCI_MODEL_N_CLASSES] logits. Returns 0 on success. Not re-entrant. */"""
-    if plan.input.dtype != "int32" or plan.output.dtype not in ("int32", "int8") or plan.loop is not None:
+    if plan.input.dtype != "int32" or plan.output.dtype not in ("int32", "int8"):
         raise UnsupportedOpError(f"the driver runs float32 -> float32 decoders or integer programs (int32 -> int32 or "
                                  f"int8), got {plan.input.dtype} -> {plan.output.dtype}")
     return f"""typedef int32_t ebci_model_input_t;

@@ -87,16 +87,26 @@ def _clip(x, lo: int, hi: int, dtype: str):
     return relax.op.minimum(relax.op.maximum(x, _const(lo, dtype)), _const(hi, dtype))
 
 
-def emit_relax(program: P.QProgram):
-    """The integer program as an IRModule with one function `main`: int32 (1, C, T) -> the output tensor."""
-    import tvm
+def emit_relax(program):
+    """The integer program as an IRModule: a QProgram as `main` (int32 (1, C, T) -> logits), a SteppedProgram
+    as `main` (encode), `step` and `readout`, whose loop edgebci.compile.cdriver writes in C."""
+    from tvm import relax
+    bb = relax.BlockBuilder()
+    if isinstance(program, P.SteppedProgram):
+        for name, part in (("main", program.encode), ("step", program.step), ("readout", program.readout)):
+            _emit_function(bb, name, part)
+    else:
+        _emit_function(bb, "main", program)
+    return bb.get()
+
+
+def _emit_function(bb, fname: str, program: P.QProgram) -> None:
     from tvm import relax
     op = relax.op
-    bb = relax.BlockBuilder()
-    info = program.input_info
-    x_in = relax.Var("x", relax.TensorType(info.shape, info.dtype))
-    env = {program.input: x_in}
-    with bb.function("main", [x_in]):
+    params = [relax.Var(f"x{k}", relax.TensorType(program.tensors[n].shape, program.tensors[n].dtype))
+              for k, n in enumerate(program.inputs)]
+    env = dict(zip(program.inputs, params))
+    with bb.function(fname, params):
         with bb.dataflow():
             for o in program.ops:
                 t = program.tensors[o.output]
@@ -126,7 +136,11 @@ def emit_relax(program: P.QProgram):
                 elif isinstance(o, P.AddScaled):
                     a = _requantize(src[0], nd, o.mult_a, o.axis_a, -2 ** 31, 2 ** 31 - 1, "int32", src_info[0].dtype)
                     b = _requantize(src[1], nd, o.mult_b, o.axis_b, -2 ** 31, 2 ** 31 - 1, "int32", src_info[1].dtype)
-                    y = op.add(bb.emit(a), bb.emit(b))
+                    y = (op.subtract if o.subtract else op.add)(bb.emit(a), bb.emit(b))
+                elif isinstance(o, P.Compare):
+                    y = op.astype(op.greater(src[0], _const(o.threshold, src_info[0].dtype)), "int8")
+                elif isinstance(o, P.Slice):
+                    y = op.strided_slice(src[0], axes=[o.axis], begin=[o.start], end=[o.stop], strides=[o.step])
                 elif isinstance(o, P.Mul):
                     y = op.multiply(op.astype(src[0], "int32"), op.astype(src[1], "int32"))
                 elif isinstance(o, P.ReduceSum):
@@ -145,9 +159,9 @@ def emit_relax(program: P.QProgram):
                 if y.ty.dtype != t.dtype:
                     y = bb.emit(op.astype(y, t.dtype))
                 env[o.output] = y
-            out = bb.emit_output(env[program.output])
+            outs = [env[o] for o in program.outputs]
+            out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(out)
-    return bb.get()
 
 
 _FLOAT_DECL = re.compile(r"\b(float|double)\b")

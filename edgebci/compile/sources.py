@@ -32,7 +32,7 @@ class DecoderSpec:
     # an integer-only decoder: its program (edgebci.quantize.program.QProgram), the QCDQ ONNX it was read
     # from, and how it was quantised ({"recipe": ..., "method": ...}); None for a float decoder
     program: object = field(default=None, compare=False, repr=False)
-    qcdq_onnx: bytes | None = field(default=None, compare=False, repr=False)
+    qcdq_onnx: bytes | dict | None = field(default=None, compare=False, repr=False)
     quantization: dict | None = field(default=None, compare=False, repr=False)
 
     @property

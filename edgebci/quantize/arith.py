@@ -108,8 +108,10 @@ def _broadcast(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
     return v.reshape(shape)
 
 
-def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: int = 127) -> np.ndarray:
-    """int8 [256]: entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input.
+def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: int = 127,
+                reachable: tuple[int, int] = (-128, 127)) -> np.ndarray:
+    """int8 [256]: entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input whose
+    codes lie in `reachable` (entries outside it are 0: the input never takes them).
 
     Evaluated in float32, as the QAT model (torch) and the QCDQ graph (onnxruntime) evaluate it: where
     fn lands on a rounding tie (x*x at a scale chosen from the same x is one), float64 would break the
@@ -117,6 +119,8 @@ def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: i
     codes = np.arange(-128, 128, dtype=np.float32)
     with np.errstate(all="ignore"):
         y = np.asarray(fn(codes * np.float32(scale_in)), np.float32) / np.float32(scale_out)
+    unreachable = (codes < reachable[0]) | (codes > reachable[1])
+    y = np.where(unreachable, np.float32(0), y)
     if not np.all(np.isfinite(y)):
         bad = codes[~np.isfinite(y)][0]
         raise UnsupportedOpError(f"an element-wise function is not finite at input code {int(bad)} "

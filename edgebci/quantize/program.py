@@ -90,11 +90,27 @@ class SumPool(Op):
 
 @dataclass(frozen=True)
 class AddScaled(Op):
-    """a * ma + b * mb at a common finer scale (each side requantised without clamping), int32."""
+    """a * ma + b * mb (or a * ma - b * mb) at a common scale (each side requantised without clamping), int32."""
     mult_a: Multiplier = None
     mult_b: Multiplier = None
     axis_a: int | None = None
     axis_b: int | None = None
+    subtract: bool = False
+
+
+@dataclass(frozen=True)
+class Compare(Op):
+    """q > threshold (a spike: the membrane over its threshold), as int8 0 or 1."""
+    threshold: int = 0
+
+
+@dataclass(frozen=True)
+class Slice(Op):
+    """x[..., start:stop:step] along one axis (a time step of a sequence)."""
+    axis: int = -1
+    start: int = 0
+    stop: int = 0
+    step: int = 1
 
 
 @dataclass(frozen=True)
@@ -131,11 +147,24 @@ class Clamp(Op):
 
 @dataclass
 class QProgram:
-    """Ops in execution order over named tensors; `input` is the front end's int32 output."""
-    input: str
-    output: str
+    """Ops in execution order over named tensors. A decoder's program takes the front end's int32 output
+    and returns the logits; the step of a recurrent decoder takes and returns several tensors."""
+    inputs: list[str]
+    outputs: list[str]
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
+
+    @property
+    def input(self) -> str:
+        if len(self.inputs) != 1:
+            raise UnsupportedOpError(f"this program takes {len(self.inputs)} inputs, not one")
+        return self.inputs[0]
+
+    @property
+    def output(self) -> str:
+        if len(self.outputs) != 1:
+            raise UnsupportedOpError(f"this program returns {len(self.outputs)} tensors, not one")
+        return self.outputs[0]
 
     @property
     def input_info(self) -> TensorInfo:
@@ -217,7 +246,13 @@ def _run_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
     if isinstance(op, AddScaled):
         a = requantize(x, op.mult_a, op.axis_a, -2 ** 62, 2 ** 62)
         b = requantize(args[1], op.mult_b, op.axis_b, -2 ** 62, 2 ** 62)
-        return a + b
+        return a - b if op.subtract else a + b
+    if isinstance(op, Compare):
+        return (x > op.threshold).astype(np.int64)
+    if isinstance(op, Slice):
+        index = [slice(None)] * x.ndim
+        index[op.axis] = slice(op.start, op.stop, op.step)
+        return x[tuple(index)]
     if isinstance(op, Mul):
         return x * args[1]
     if isinstance(op, ReduceSum):
@@ -233,18 +268,38 @@ def _run_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
     raise UnsupportedOpError(f"no reference for {type(op).__name__}")
 
 
-def run_reference(program: QProgram, x: np.ndarray, keep: bool = False):
-    """The integer reference. x : int32 (N, C, T), the front end's output (or (C, T) for one window).
+def run_program(program: QProgram, *inputs: np.ndarray, keep: bool = False):
+    """Run a program on integer inputs with a leading batch axis; returns its outputs (a list, int64 values),
+    or with keep=True every tensor {name: array}. Raises UnsupportedOpError naming the op whose result
+    leaves its C type (on the device it would wrap)."""
+    if len(inputs) != len(program.inputs):
+        raise UnsupportedOpError(f"the program takes {len(program.inputs)} inputs, got {len(inputs)}")
+    env = {}
+    for name, x in zip(program.inputs, inputs):
+        x = np.asarray(x)
+        if x.shape[1:] != program.tensors[name].shape[1:]:
+            raise UnsupportedOpError(f"program input {name} has shape {program.tensors[name].shape[1:]} per "
+                                     f"window, got {x.shape[1:]}")
+        env[name] = x.astype(np.int64)
+    _execute(program, env)
+    return env if keep else [env[o] for o in program.outputs]
 
-    Returns the output tensor as int64 values (N, ...), or with keep=True every tensor {name: array}.
-    Raises UnsupportedOpError naming the op whose result leaves its C type on some window.
+
+def run_reference(program, x: np.ndarray, keep: bool = False):
+    """The integer reference of a decoder. x : int32 (N, C, T), the front end's output (or (C, T) for one window).
+
+    program : QProgram, or SteppedProgram (a recurrent decoder: encode, the time loop, readout).
+    Returns the logits as int64 values (N, n_classes), or with keep=True (a QProgram) every tensor.
     """
+    if isinstance(program, SteppedProgram):
+        return run_stepped(program, x)
     x = np.asarray(x)
     if x.ndim == len(program.input_info.shape) - 1:
         x = x[None]
-    if x.shape[1:] != program.input_info.shape[1:]:
-        raise UnsupportedOpError(f"the program takes {program.input_info.shape[1:]} per window, got {x.shape[1:]}")
-    env = {program.input: x.astype(np.int64)}
+    return run_program(program, x, keep=keep) if keep else run_program(program, x)[0]
+
+
+def _execute(program: QProgram, env: dict) -> None:
     for op in program.ops:
         y = _run_op(op, [env[i] for i in op.inputs])
         info = program.tensors[op.output]
@@ -253,4 +308,59 @@ def run_reference(program: QProgram, x: np.ndarray, keep: bool = False):
             raise UnsupportedOpError(f"{type(op).__name__} ({op.source}) produces values in [{y.min()}, {y.max()}], "
                                      f"outside {info.dtype}: on the device they would wrap")
         env[op.output] = y
-    return env if keep else env[program.output]
+
+
+@dataclass
+class SteppedProgram:
+    """A recurrent decoder as three programs and the time loop the device runs between them:
+
+        seq = encode(window)                    (1, n_steps, width), int8
+        state = zeros; total = 0                int32 total
+        for t: y, *state = step(seq[:, t], *state); total += y
+        logits = readout(total)                 the readout's scales hold the 1/n_steps of the mean
+    """
+    encode: QProgram
+    step: QProgram
+    readout: QProgram
+    n_steps: int
+
+    @property
+    def input_info(self) -> TensorInfo:
+        return self.encode.input_info
+
+    @property
+    def output_info(self) -> TensorInfo:
+        return self.readout.output_info
+
+    @property
+    def ops(self) -> list[Op]:
+        return [*self.encode.ops, *self.step.ops, *self.readout.ops]
+
+    def weight_bytes(self) -> int:
+        return self.encode.weight_bytes() + self.step.weight_bytes() + self.readout.weight_bytes()
+
+    def macs(self) -> int:
+        return self.encode.macs() + self.n_steps * self.step.macs() + self.readout.macs()
+
+    def summary(self) -> list[str]:
+        return [f"# encode", *self.encode.summary(), f"# step (x {self.n_steps})", *self.step.summary(),
+                "# readout (of the int32 sum of the step outputs)", *self.readout.summary()]
+
+
+def run_stepped(sp: SteppedProgram, x: np.ndarray) -> np.ndarray:
+    """The device's loop in numpy. x : int32 (N, C, T) -> logits int64 (N, n_classes)."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[None]
+    (seq,) = run_program(sp.encode, x)
+    if seq.shape[1] != sp.n_steps:
+        raise UnsupportedOpError(f"encode returned {seq.shape[1]} steps, the loop runs {sp.n_steps}")
+    state = [np.zeros((len(x), *sp.step.tensors[n].shape[1:]), np.int64) for n in sp.step.inputs[1:]]
+    total = np.zeros((len(x), *sp.step.tensors[sp.step.outputs[0]].shape[1:]), np.int64)
+    for t in range(sp.n_steps):
+        y, *state = run_program(sp.step, seq[:, t].reshape(len(x), *sp.step.tensors[sp.step.inputs[0]].shape[1:]),
+                                *state)
+        total = total + y
+    if np.abs(total).max(initial=0) >= 2 ** 31:
+        raise UnsupportedOpError("the sum of the step outputs leaves int32")
+    return run_program(sp.readout, total)[0]

@@ -85,21 +85,35 @@ class _Elementwise:
     nodes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """How the device holds one graph input: integers of `dtype` in [qmin, qmax] at `scale`."""
+    scale: float
+    dtype: str = "int32"
+    qmin: int = -2 ** 31
+    qmax: int = 2 ** 31 - 1
+
+
 class _Importer:
-    def __init__(self, model, input_scale: float, input_name: str):
+    def __init__(self, model, inputs: list[InputSpec], logits: bool):
         from onnx import numpy_helper
         self.model = model
         self.graph = model.graph
+        self.logits = logits
         self.values: dict = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
-        self.prog = P.QProgram(input="input", output="")
+        self.prog = P.QProgram(inputs=[], outputs=[])
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.count = 0
         gin = [i for i in self.graph.input if i.name not in self.values]
-        if len(gin) != 1:
-            raise UnsupportedOpError(f"a decoder graph takes one input, this one takes {[i.name for i in gin]}")
-        dims = tuple(d.dim_value or 1 for d in gin[0].type.tensor_type.shape.dim)
-        self._add_tensor("input", dims, "int32", np.asarray(input_scale))
-        self.values[gin[0].name] = _Int("input", np.asarray(input_scale, np.float64), -2 ** 31, 2 ** 31 - 1)
+        if len(gin) != len(inputs):
+            raise UnsupportedOpError(f"the graph takes {len(gin)} inputs {[i.name for i in gin]}, but {len(inputs)} "
+                                     f"are described")
+        for k, (graph_input, spec) in enumerate(zip(gin, inputs)):
+            name = "input" if len(gin) == 1 else f"in{k}"
+            dims = tuple(d.dim_value or 1 for d in graph_input.type.tensor_type.shape.dim)
+            self._add_tensor(name, dims, spec.dtype, np.asarray(spec.scale))
+            self.prog.inputs.append(name)
+            self.values[graph_input.name] = _Int(name, np.asarray(spec.scale, np.float64), spec.qmin, spec.qmax)
 
     # -------------------------------------------------------------------- helpers
     def _add_tensor(self, name, shape, dtype, scale):
@@ -107,13 +121,13 @@ class _Importer:
                                                np.asarray(scale, np.float64))
         self.shapes[name] = tuple(int(s) for s in shape)
 
-    def _emit(self, cls, inputs, out_shape, dtype, scale, lo, hi, source, **kw) -> _Int:
-        """Append op `cls` writing a new tensor whose integers lie in [lo, hi]."""
+    def _emit(self, cls, inputs, out_shape, dtype, scale, q_lo, q_hi, source, **kw) -> _Int:
+        """Append op `cls` writing a new tensor whose integers lie in [q_lo, q_hi]."""
         name = f"t{self.count}"
         self.count += 1
         self._add_tensor(name, out_shape, dtype, scale)
         self.prog.ops.append(cls(tuple(inputs), name, source, **kw))
-        return _Int(name, np.asarray(scale, np.float64), lo, hi)
+        return _Int(name, np.asarray(scale, np.float64), q_lo, q_hi)
 
     def _acc(self, cls, inputs, out_shape, scale, source, **kw) -> _Int:
         return self._emit(cls, inputs, out_shape, "int32", scale, -2 ** 31, 2 ** 31 - 1, source, **kw)
@@ -143,11 +157,21 @@ class _Importer:
                 continue
             handler = getattr(self, f"op_{node.op_type}", self._op_generic)
             self.values[node.output[0]] = handler(node, ins, attrs)
-        out = self.values[self.graph.output[0].name]
-        if isinstance(out, _Elementwise):
-            self._island(self._node_of(self.graph.output[0].name), "the graph ends in a float function")
-        if not isinstance(out, _Int):
-            raise UnsupportedOpError("the graph's output is a constant")
+        for graph_output in self.graph.output:
+            out = self.values[graph_output.name]
+            if isinstance(out, _Elementwise):
+                self._island(self._node_of(graph_output.name), "the graph ends in a float function")
+            if not isinstance(out, _Int):
+                raise UnsupportedOpError(f"the graph's output {graph_output.name} is a constant")
+            if self.logits:
+                out = self._logits(out)
+            elif not out.per_tensor:
+                raise UnsupportedOpError(f"the graph's output {graph_output.name} has per-channel scales; a state or "
+                                         f"step output needs one scale (end it with a quantiser)")
+            self.prog.outputs.append(out.name)
+        return self.prog
+
+    def _logits(self, out: _Int) -> _Int:
         # The logits leave as float32 scores (the protocol's RESULT), exact only below 2^24: one common scale
         # (per-class scales would make argmax compare different units) with that headroom.
         s = np.asarray(out.scale, np.float64)
@@ -157,8 +181,7 @@ class _Importer:
             out = self._emit(P.Requantize, [out.name], self.shape(out), "int32", target, -OUTPUT_LIMIT,
                              OUTPUT_LIMIT, "output", mult=Multiplier.from_real(s / target, "output scale"),
                              axis=None if out.per_tensor else 1, qmin=-OUTPUT_LIMIT, qmax=OUTPUT_LIMIT)
-        self.prog.output = out.name
-        return self.prog
+        return out
 
     def _bound(self, v: _Int) -> float:
         """A bound on |values| of the output: from the last product's weights, else its integer range."""
@@ -189,12 +212,14 @@ class _Importer:
             if x.src.qmin < -128 or x.src.qmax > 127 or not x.src.per_tensor:
                 self._island(node, "an element-wise function of a wide or per-channel tensor: quantise its input "
                                    "to int8 per tensor first")
-            table = build_table(x.fn, x.src.scalar_scale, s, info.min, info.max)
+            table = build_table(x.fn, x.src.scalar_scale, s, info.min, info.max, (x.src.qmin, x.src.qmax))
             return self._emit(P.Table, [x.src.name], self.shape(x.src), "int8", s, info.min, info.max,
                               "+".join(x.nodes), table=table)
         if not isinstance(x, _Int):
             self._island(node, f"quantising {type(x).__name__}")
         mult = Multiplier.from_real(np.asarray(x.scale, np.float64) / s, node.name)
+        if x.per_tensor and mult.is_shift and int(mult.n) == 0 and x.qmin >= info.min and x.qmax <= info.max:
+            return _Int(x.name, np.asarray(s), x.qmin, x.qmax)      # same scale, already in range: nothing to do
         axis = None if x.per_tensor else 1
         return self._emit(P.Requantize, [x.name], self.shape(x), storage_dtype(info.min, info.max), s, info.min,
                           info.max, node.name, mult=mult, axis=axis, qmin=int(info.min), qmax=int(info.max))
@@ -207,13 +232,19 @@ class _Importer:
 
     def op_Clip(self, node, ins, attrs):
         x = ins[0]
+        lo_v = -np.inf if len(ins) < 2 or ins[1] is None else float(np.asarray(ins[1]))
+        hi_v = np.inf if len(ins) < 3 or ins[2] is None else float(np.asarray(ins[2]))
         if isinstance(x, _Int) and x.per_tensor:
-            s = x.scalar_scale
-            lo = -np.inf if len(ins) < 2 or ins[1] is None else float(np.asarray(ins[1])) / s
-            hi = np.inf if len(ins) < 3 or ins[2] is None else float(np.asarray(ins[2])) / s
-            lo_i, hi_i = int(max(np.ceil(lo), x.qmin)), int(min(np.floor(hi), x.qmax))
-            return self._emit(P.Clamp, [x.name], self.shape(x), self.prog.tensors[x.name].dtype, x.scale, lo_i, hi_i,
-                              node.name, lo=lo_i, hi=hi_i)
+            lo, hi = lo_v / x.scalar_scale, hi_v / x.scalar_scale
+            if all(np.isinf(b) or float(b).is_integer() for b in (lo, hi)):   # bounds on the integer grid: exact
+                lo_i = int(max(lo, x.qmin)) if np.isfinite(lo) else x.qmin
+                hi_i = int(min(hi, x.qmax)) if np.isfinite(hi) else x.qmax
+                return self._emit(P.Clamp, [x.name], self.shape(x), self.prog.tensors[x.name].dtype, x.scale, lo_i,
+                                  hi_i, node.name, lo=lo_i, hi=hi_i)
+        if isinstance(x, (_Int, _Elementwise)):    # off the grid (log's floor): part of the element-wise function
+            src, fn, nodes = _as_function(x)
+            lo32, hi32 = np.float32(lo_v), np.float32(hi_v)
+            return _Elementwise(src, lambda v: np.clip(fn(v), lo32, hi32), nodes + (node.name,))
         return self._op_generic(node, ins, attrs)
 
     def op_Identity(self, node, ins, attrs):
@@ -422,16 +453,51 @@ class _Importer:
         self._island(node, "no integer pattern covers it")
 
     def _add(self, node, a: _Int, b: _Int, negate: bool) -> _Int:
+        """a + b (or a - b) at a common scale: the finer input's when it is already a wide accumulator or
+        both scales are equal, else 2^ROUND_BITS finer than the finer input, so neither side rounds much."""
         sa, sb = self.shape(a), self.shape(b)
         if sa != sb:
             self._island(node, f"an addition that broadcasts {sa} with {sb}")
-        s_common = min(np.min(a.scale), np.min(b.scale)) / 2 ** ROUND_BITS
+        fine = a if np.min(a.scale) <= np.min(b.scale) else b
+        s_min = float(np.min(fine.scale))
+        same = a.per_tensor and b.per_tensor and a.scalar_scale == b.scalar_scale
+        wide = fine.per_tensor and (fine.qmax > 2 ** 15)
+        s_common = s_min if (same or wide) else s_min / 2 ** ROUND_BITS
         ma = Multiplier.from_real(np.asarray(a.scale, np.float64) / s_common, node.name)
         mb = Multiplier.from_real(np.asarray(b.scale, np.float64) / s_common, node.name)
-        if negate:
-            self._island(node, "a subtraction of two activations")
         return self._acc(P.AddScaled, [a.name, b.name], sa, s_common, node.name, mult_a=ma, mult_b=mb,
-                         axis_a=None if a.per_tensor else 1, axis_b=None if b.per_tensor else 1)
+                         axis_a=None if a.per_tensor else 1, axis_b=None if b.per_tensor else 1, subtract=negate)
+
+    def op_Greater(self, node, ins, attrs):
+        x, t = ins
+        if not (isinstance(x, _Int) and x.per_tensor and isinstance(t, np.ndarray) and t.size == 1):
+            self._island(node, "a comparison that is not a quantised tensor against a constant")
+        code = int(np.floor(float(t) / x.scalar_scale))     # q * s > t  <=>  q > floor(t / s)
+        return self._emit(P.Compare, [x.name], self.shape(x), "int8", 1.0, 0, 1, node.name, threshold=code)
+
+    def op_Cast(self, node, ins, attrs):
+        x = ins[0]
+        if isinstance(x, _Int) and x.qmin >= 0 and x.qmax <= 1:    # a comparison's 0/1 as a number
+            return x
+        return self._op_generic(node, ins, attrs)
+
+    def op_Slice(self, node, ins, attrs):
+        x = ins[0]
+        if not isinstance(x, _Int):
+            return self._op_generic(node, ins, attrs)
+        starts, ends = [int(v) for v in np.asarray(ins[1]).ravel()], [int(v) for v in np.asarray(ins[2]).ravel()]
+        axes = [int(v) for v in np.asarray(ins[3]).ravel()] if len(ins) > 3 and ins[3] is not None else [0]
+        steps = [int(v) for v in np.asarray(ins[4]).ravel()] if len(ins) > 4 and ins[4] is not None else [1]
+        if len(starts) != 1:
+            self._island(node, "a slice along more than one axis")
+        shape = list(self.shape(x))
+        axis = axes[0] % len(shape)
+        if axis == 0 or (axis == 1 and not x.per_tensor):
+            self._island(node, "a slice of the batch or of per-channel scales")
+        start, stop, step = slice(starts[0], ends[0], steps[0]).indices(shape[axis])
+        shape[axis] = len(range(start, stop, step))
+        return self._emit(P.Slice, [x.name], tuple(shape), self.prog.tensors[x.name].dtype, x.scale, x.qmin, x.qmax,
+                          node.name, axis=axis, start=start, stop=stop, step=step)
 
     def _mul(self, node, a: _Int, b: _Int) -> _Int:
         if not (a.per_tensor and b.per_tensor):
@@ -530,7 +596,10 @@ def _fold(node, ins, attrs):
     raise UnsupportedOpError(f"{node.name}: cannot fold constant op {op}")
 
 
-def import_qcdq(model, input_scale: float) -> P.QProgram:
-    """model : onnx.ModelProto (QCDQ), taking one float (1, C, T) input in the units whose integer
-    representation at `input_scale` the device delivers (the front end's int32 output: 2^-in_shift uV)."""
-    return _Importer(model, input_scale, model.graph.input[0].name).run()
+def import_qcdq(model, input_scale: float | list[InputSpec], logits: bool = True) -> P.QProgram:
+    """model : onnx.ModelProto (QCDQ). A decoder takes one float (1, C, T) input in the units whose integer
+    representation at `input_scale` the device delivers (the front end's int32 output: 2^-in_shift uV) and
+    returns logits (logits=True: one scale, |q| < 2^24). The parts of a recurrent decoder describe each input
+    (InputSpec) and return quantised tensors as they are (logits=False)."""
+    specs = [InputSpec(float(input_scale))] if np.isscalar(input_scale) else list(input_scale)
+    return _Importer(model, specs, logits).run()

@@ -17,6 +17,7 @@ input range from the user's raw (unaligned) filtered EEG, which is what the devi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,6 +43,35 @@ def _value(x):
 def _bn_affine(bn) -> tuple[torch.Tensor, torch.Tensor]:
     a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return a, bn.bias - bn.running_mean * a
+
+
+@dataclass(frozen=True)
+class SteppedTwin:
+    """A recurrent twin as the device runs it (edgebci.zoo.stepped's shape, quantised): encode once, step
+    over time with the state as explicit input and output, read out the sum of the step outputs.
+    The scales say what the loop carries: each state's, and the step output's (the readout's input unit)."""
+    encode: nn.Module        # (1, C, T) -> (1, n_steps, seq_width)
+    step: nn.Module          # (x_t (1, seq_width), *states) -> (y_t (1, out_width), *states)
+    readout: nn.Module       # (1, out_width), the sum of y_t -> logits
+    n_steps: int
+    seq_width: int
+    out_width: int
+    state_widths: tuple[int, ...]
+    state_scales: tuple[float, ...]
+    out_scale: float
+
+
+class _Part(nn.Module):
+    """One method of a twin as a module of its own, for export: Brevitas puts the quantisers of the module it
+    exports into export mode, so the twin is a submodule here, not just the owner of a bound method."""
+
+    def __init__(self, twin: nn.Module, method: str):
+        super().__init__()
+        self.twin = twin
+        self.method = method
+
+    def forward(self, *args):
+        return getattr(self.twin, self.method)(*args)
 
 
 class Twin(nn.Module):
@@ -127,7 +157,8 @@ class EEGNetTwin(Twin):
 
 
 # arch -> "module:class" of its twin (one module per family, imported when used)
-TWINS = {"eegnet": "edgebci.quantize.twins:EEGNetTwin", "s4d": "edgebci.quantize.twins_s4d:S4DTwin"}
+TWINS = {"eegnet": "edgebci.quantize.twins:EEGNetTwin", "s4d": "edgebci.quantize.twins_s4d:S4DTwin",
+         "spiking": "edgebci.quantize.twins_spiking:SpikingTwin"}
 
 
 def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
