@@ -32,14 +32,18 @@ class Recipe:
     input_percentile: float = 99.99
     qat_epochs: int = 10
     qat_lr: float = 1e-4
+    # the first (spatial) layer takes the user's alignment folded into its weights at deployment and is
+    # quantised again from those: below 8 bits that re-rounding undoes what QAT learned for it
+    first_layer_bits: int = 8
     source: Path | None = None
 
     def __post_init__(self):
         where = f"recipe {self.name!r}" + (f" ({self.source})" if self.source else "")
         if self.method not in METHODS:
             raise ConfigError(f"{where}: method must be one of {METHODS}, got {self.method!r}")
-        if self.weight_bits not in WEIGHT_BITS:
-            raise ConfigError(f"{where}: weights.bits must be one of {WEIGHT_BITS}, got {self.weight_bits}")
+        for key, bits in (("weights.bits", self.weight_bits), ("weights.first_layer_bits", self.first_layer_bits)):
+            if bits not in WEIGHT_BITS:
+                raise ConfigError(f"{where}: {key} must be one of {WEIGHT_BITS}, got {bits}")
         if self.act_bits != 8:
             raise ConfigError(f"{where}: activations.bits must be 8 (int8 activations; QCDQ export and the "
                               f"integer kernels carry 8-bit activations), got {self.act_bits}")
@@ -78,7 +82,8 @@ class Recipe:
             return cls(raw["name"], raw.get("description", ""), raw.get("method", "qat"), int(w["bits"]),
                        w.get("granularity", "per-channel"), w.get("scale", "float"), int(a["bits"]),
                        a.get("scale", "float"), int(cal.get("windows", 512)), float(cal.get("input_percentile", 99.99)),
-                       int(qat.get("epochs", 10)), float(qat.get("lr", 1e-4)), path)
+                       int(qat.get("epochs", 10)), float(qat.get("lr", 1e-4)),
+                       int(w.get("first_layer_bits", 8)), path)
         except KeyError as e:
             raise ConfigError(f"{path}: missing key {e}; a recipe needs name, [weights] bits and [activations] "
                               f"bits (see quantize/int8.toml)") from None
@@ -88,17 +93,17 @@ class Recipe:
                 "weight_granularity": self.weight_granularity, "weight_scale": self.weight_scale,
                 "act_bits": self.act_bits, "act_scale": self.act_scale,
                 "calibration_windows": self.calibration_windows, "input_percentile": self.input_percentile,
-                "qat_epochs": self.qat_epochs, "qat_lr": self.qat_lr}
+                "qat_epochs": self.qat_epochs, "qat_lr": self.qat_lr, "first_layer_bits": self.first_layer_bits}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
         return cls(d["name"], "", d["method"], d["weight_bits"], d["weight_granularity"], d["weight_scale"],
                    d["act_bits"], d["act_scale"], d["calibration_windows"], d["input_percentile"], d["qat_epochs"],
-                   d["qat_lr"])
+                   d["qat_lr"], d.get("first_layer_bits", 8))
 
     # ------------------------------------------------------------------ Brevitas quantisers
-    def weight_kwargs(self) -> dict:
-        """Keyword arguments for a Brevitas QuantConv1d / QuantLinear's weights."""
+    def weight_kwargs(self, first: bool = False) -> dict:
+        """Keyword arguments for a Brevitas QuantConv1d / QuantLinear's weights (first: the spatial layer)."""
         q = _brevitas()
         if self.weight_scale == "pow2":
             quant = q.Int8WeightPerChannelFixedPoint if self.weight_granularity == "per-channel" \
@@ -106,7 +111,7 @@ class Recipe:
         else:
             quant = q.Int8WeightPerChannelFloat if self.weight_granularity == "per-channel" \
                 else q.Int8WeightPerTensorFloat
-        return {"weight_quant": quant, "weight_bit_width": self.weight_bits}
+        return {"weight_quant": quant, "weight_bit_width": self.first_layer_bits if first else self.weight_bits}
 
     def act_quant(self):
         """The Brevitas activation quantiser (signed, per tensor, learned scale)."""

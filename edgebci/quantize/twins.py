@@ -87,13 +87,13 @@ class Twin(nn.Module):
     def _act(self):
         return _qnn().QuantIdentity(act_quant=self.recipe.act_quant(), return_quant_tensor=True)
 
-    def _conv(self, c_in, c_out, k, *, bias, out_quant=True, **kw):
+    def _conv(self, c_in, c_out, k, *, bias, out_quant=True, first=False, **kw):
         qnn = _qnn()
         extra = {"bias_quant": int32_bias()} if bias else {}
         if out_quant:
             extra["output_quant"] = self.recipe.act_quant()
-        return qnn.QuantConv1d(c_in, c_out, k, bias=bias, return_quant_tensor=True, **self.recipe.weight_kwargs(),
-                               **extra, **kw)
+        return qnn.QuantConv1d(c_in, c_out, k, bias=bias, return_quant_tensor=True,
+                               **self.recipe.weight_kwargs(first), **extra, **kw)
 
     def _linear(self, n_in, n_out):
         return _qnn().QuantLinear(n_in, n_out, bias=True, bias_quant=int32_bias(), **self.recipe.weight_kwargs())
@@ -127,7 +127,7 @@ class EEGNetTwin(Twin):
         a3, b3 = _bn_affine(model.bn3)
         w_s = blk.spatial.weight[:, 0, :, 0].detach()                                       # (f1d, C)
         w_t = (blk.temporal.weight[:, 0, 0, :] * a1[:, None]).repeat_interleave(c.depth, 0)  # (f1d, K)
-        self.spatial = self._conv(c.n_channels, f1d, 1, bias=False)
+        self.spatial = self._conv(c.n_channels, f1d, 1, bias=False, first=True)
         self.temporal = self._conv(f1d, f1d, c.kernel, bias=True, padding=c.kernel // 2, groups=f1d)
         self.act1 = self._act()
         self.q_pool1 = self._act()

@@ -38,7 +38,7 @@ class SpikingTwin(Twin):
         self.segment, self.step_samples, self.dropout = c.segment, c.step_samples, c.dropout
         a1, b1 = _bn_affine(model.bn)
         a2, b2 = _bn_affine(model.norm)
-        self.spatial = self._conv(c.n_channels, c.n_spatial, 1, bias=False)
+        self.spatial = self._conv(c.n_channels, c.n_spatial, 1, bias=False, first=True)
         self.temporal = self._conv(c.n_spatial, n_bands, c.temporal_kernel, bias=True,
                                    padding=c.temporal_kernel // 2, groups=c.n_spatial)
         self.q_square = self._act()

@@ -70,6 +70,16 @@ static struct {
     uint8_t body[EBCI_STREAMR_MAX_BYTES];
 } g_last_chunk;
 
+/* The last RESULT: a WINDOW resent with the same seq (our reply was slow or lost) is answered from it, not
+ * decoded again. Each decode of a repeat would queue behind the first, and on a slow or busy link the
+ * retransmissions would pile up faster than they are answered. */
+static struct {
+    uint16_t seq;
+    uint16_t req_len;
+    size_t len;           /* 0: nothing to repeat */
+    uint8_t body[EBCI_RESULT_MAX_BYTES];
+} g_last_result;
+
 static struct {
     size_t n_rx;          /* bytes buffered for the current frame */
     uint32_t n_dropped;   /* bytes past the buffer: the frame is discarded as OVERSIZE */
@@ -141,11 +151,17 @@ static ebci_status_t handle_window(const ebci_frame_t *req, size_t *body_len, ui
     if (window.n_ch != EBCI_MODEL_N_CH || window.n_samp != EBCI_MODEL_N_SAMP) {
         return EBCI_ERR_SHAPE;
     }
+    if (g_last_result.len != 0 && req->seq == g_last_result.seq && req->len == g_last_result.req_len) {
+        memcpy(g_tx_body, g_last_result.body, g_last_result.len);   /* a retransmission: repeat the reply */
+        *body_len = g_last_result.len;
+        return EBCI_OK;
+    }
     const int16_t *x = (const int16_t *)(const void *)window.samples_le;
     ebci_ticks_reset();
     uint64_t t0 = ebci_ticks_read();
     status = ebci_decoder_run(x, g_scores);
     uint64_t t1 = ebci_ticks_read();
+    g_last_result.len = 0;
     if (status != EBCI_OK) {
         *detail = ebci_decoder_error_detail();
         return status;
@@ -157,7 +173,14 @@ static ebci_status_t handle_window(const ebci_frame_t *req, size_t *body_len, ui
         .stack_used = ebci_stack_used(),
         .scores = g_scores,
     };
-    return ebci_result_pack(&result, g_tx_body, sizeof g_tx_body, body_len);
+    status = ebci_result_pack(&result, g_tx_body, sizeof g_tx_body, body_len);
+    if (status == EBCI_OK && *body_len <= sizeof g_last_result.body) {
+        memcpy(g_last_result.body, g_tx_body, *body_len);
+        g_last_result.len = *body_len;
+        g_last_result.seq = req->seq;
+        g_last_result.req_len = req->len;
+    }
+    return status;
 }
 
 static ebci_status_t handle_stream_start(const ebci_frame_t *req, size_t *body_len, uint32_t *detail)

@@ -1,0 +1,127 @@
+"""Integer-only decoders on the emulated boards: the Cortex-M4F and the FPU-less Cortex-M3 run the same
+integer C, and every window's logits equal the numpy integer reference bit for bit."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgebci.data import SAMPLE_DIR
+from edgebci.defaults import BUNDLED_CHECKPOINT, CHECKPOINTS_DIR, QUANTIZED_DIR
+from edgebci.pipeline import compile_for_target, hil_and_report, load_hil_windows
+
+from .conftest import needs_arm
+
+pytestmark = pytest.mark.device
+
+RECORDING = SAMPLE_DIR / "S015R08.edf"      # a full recording: all 15 of its cue windows
+CALIBRATION = SAMPLE_DIR / "S015R04.edf"
+# what the integer decoder's C may call: no soft-float helper (__aeabi_f*, __aeabi_d*, int<->float conversions)
+FLOAT_HELPER = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "__aeabi_i2d",
+                "__addsf3", "__mulsf3", "__divsf3", "__floatsisf", "expf", "logf", "sqrtf")
+
+
+def _reference_logits(out_dir, recordings):
+    """The numpy integer reference for the checkpoint that was compiled (calibrated for the user)."""
+    from edgebci.artifacts import read_manifest
+    from edgebci.quantize.fit import predict_integer
+    from edgebci.zoo import load_checkpoint
+    windows = load_hil_windows(recordings, read_manifest(out_dir, "compiled-model"))
+    return predict_integer(load_checkpoint(out_dir / "checkpoint.pt"), windows.x)
+
+
+@pytest.fixture(scope="module", params=["mps2-an386", "mps2-an385"])
+def eegnet_int8(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"int8-{request.param}")
+    compile_for_target(BUNDLED_CHECKPOINT, request.param, out, progress=False, calibration=[CALIBRATION],
+                       recipe="int8")
+    return request.param, out
+
+
+@needs_arm
+def test_int8_decoder_is_bit_exact_with_the_reference_on_a_whole_recording(tmp_path, eegnet_int8):
+    board, out = eegnet_int8
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["integer_only"] and manifest["quantization"]["recipe"] == "int8"
+    r = hil_and_report(out, [RECORDING], tmp_path / "r", progress=False).report
+    assert r["ok"] and r["windows"]["sent"] == 15 and r["windows"]["failed"] == 0
+    assert r["device"]["board"] == board and r["latency"]["metric"] == "qemu_insn_count"
+    device = np.array([w["device_scores"] for w in json.loads((tmp_path / "r" / "windows.json").read_text())["windows"]])
+    reference = _reference_logits(out, [RECORDING])
+    assert device.shape == reference.shape == (15, 2)
+    assert np.array_equal(device, reference.astype(np.float64))     # integers, exact as float32 (|q| < 2^24)
+
+
+@needs_arm
+def test_the_integer_model_c_has_no_floating_point_for_a_cortex_m3(tmp_path, eegnet_int8):
+    """The model's C compiled for the FPU-less core needs no soft-float routine and emits no VFP instruction."""
+    _, out = eegnet_int8
+    c_dir = out / "c"
+    objs = []
+    for src in ("ebci_model.c", "ebci_model_kernels.c"):
+        obj = tmp_path / (src + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-O2", "-std=gnu11",
+                        "-I", str(c_dir), "-I", str(c_dir / "include"), "-c", str(c_dir / src), "-o", str(obj)],
+                       check=True, capture_output=True)
+        objs.append(str(obj))
+    undefined = subprocess.run(["arm-none-eabi-nm", "-u", *objs], capture_output=True, text=True, check=True).stdout
+    calls = [line.split()[-1] for line in undefined.splitlines() if line.strip() and ":" not in line]
+    assert calls, "nm listed nothing: the check would pass vacuously"
+    assert not [c for c in calls if c.startswith(FLOAT_HELPER)], calls
+    disasm = subprocess.run(["arm-none-eabi-objdump", "-d", *objs], capture_output=True, text=True, check=True).stdout
+    assert " vmul" not in disasm and " vadd" not in disasm and " vldr" not in disasm
+
+
+@needs_arm
+def test_the_float_model_c_does_need_floating_point(tmp_path):
+    """The control for the check above: the float decoder's C calls soft-float helpers on the same core."""
+    from edgebci.compile import compile_decoder
+    from edgebci.targets import Target
+    from edgebci.zoo import load_checkpoint
+    compiled = compile_decoder(load_checkpoint(CHECKPOINTS_DIR / "eegnet.pt"), Target.from_name("mps2-an385"),
+                               tmp_path / "f")
+    obj = tmp_path / "k.o"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-O2", "-std=gnu11",
+                    "-I", str(compiled.c_dir / "include"), "-c", str(compiled.c_dir / "ebci_model_kernels.c"),
+                    "-o", str(obj)], check=True, capture_output=True)
+    undefined = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert any(s.split()[-1].startswith(FLOAT_HELPER) for s in undefined.splitlines() if s.strip())
+
+
+@needs_arm
+@pytest.mark.skipif(not (QUANTIZED_DIR / "spiking-int8.pt").exists(), reason="no bundled spiking-int8 checkpoint")
+def test_recurrent_int8_decoder_runs_its_loop_on_the_device_bit_exact(tmp_path):
+    """The spiking decoder: encode, 59 LIF steps with int8 membranes, readout of the int32 spike counts."""
+    out = tmp_path / "spk"
+    compile_for_target(QUANTIZED_DIR / "spiking-int8.pt", "mps2-an386", out, progress=False,
+                       calibration=[CALIBRATION])
+    assert (out / "qcdq_step.onnx").exists() and "# step (x 59)" in (out / "program.txt").read_text()
+    r = hil_and_report(out, [RECORDING], tmp_path / "r", max_windows=5, progress=False).report
+    assert r["ok"] and r["windows"]["failed"] == 0
+    device = np.array([w["device_scores"] for w in json.loads((tmp_path / "r" / "windows.json").read_text())["windows"]])
+    assert np.array_equal(device, _reference_logits(out, [RECORDING])[:5].astype(np.float64))
+
+
+def test_compile_recipe_refuses_a_mismatched_quantised_checkpoint(tmp_path):
+    from edgebci.errors import ConfigError
+    with pytest.raises(ConfigError, match="already quantised with recipe 'int8', not 'w4a8'"):
+        compile_for_target(QUANTIZED_DIR / "eegnet-int8.pt", "host", tmp_path, progress=False, recipe="w4a8")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_quantize_command_ptq_writes_a_checkpoint_and_its_qcdq_onnx(tmp_path, capsys):
+    """`edgebci quantize` end to end (PTQ: calibration only) on the checkpoint's training subjects."""
+    from edgebci.cli import main
+    from edgebci.data import default_data_dir
+    data = default_data_dir()
+    if not (data / "S001R04.edf").exists():
+        pytest.skip(f"the training subjects' recordings are not in {data}: set EDGEBCI_DATA to the EEGMMIDB folder")
+    out = tmp_path / "q.pt"
+    assert main(["quantize", str(BUNDLED_CHECKPOINT), "--recipe", "int8-pow2", "--method", "ptq", "--out", str(out),
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "validation balanced accuracy" in text and out.exists() and out.with_suffix(".onnx").exists()
+    import onnx
+    model = onnx.load(str(out.with_suffix(".onnx")))
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 8
