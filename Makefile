@@ -6,7 +6,7 @@ APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-aa
 # pytest arguments; `make test PYTEST_ARGS="-m 'not device'"` runs the host tier only
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps python-deps demo test bench bench-boards clean
+.PHONY: setup system-deps python-deps demo test bench bench-boards bench-integer clean
 setup: system-deps python-deps
 
 # Cross compilers, newlib, QEMU's Arm boards and QEMU user mode (the Jetson's aarch64 build runs under
@@ -51,6 +51,11 @@ bench: setup
 # (compile + hil each, about 15 minutes); the table prints at the end, rows in build/bench/boards.json.
 bench-boards: setup
 	nice -n 10 $(PY) -m pytest bench/test_bench_boards.py -p no:cacheprovider -s
+
+# Float vs integer-only (int8, int8-pow2, w4a8) decoders on mps2-an386 (M4F) and mps2-an385 (M3):
+# qemu_insn_count, flash, RAM per family with a bundled quantised checkpoint; rows in build/bench/integer.json.
+bench-integer: setup
+	nice -n 10 $(PY) -m pytest bench/test_bench_integer.py -p no:cacheprovider -s
 
 clean:
 	rm -rf build

@@ -187,11 +187,14 @@ def _cmd_quantize(args) -> int:
               f"{report['n_windows']} windows, runs {report['scored_runs']} after calibrating on run "
               f"{report['calibration_run']}")
     out = save_checkpoint(qckpt, Path(args.out))
-    onnx_path = out.with_suffix(".onnx")
     program, onnx_bytes = deploy_program(qckpt)
-    onnx_path.write_bytes(onnx_bytes)
-    print(f"wrote {out} and {onnx_path} (QCDQ, {len(program.ops)} integer ops, {program.weight_bytes()} B of "
-          f"weights); compile it with `edgebci compile {out} --target BOARD --calibrate USER_R04.edf --out DIR`")
+    parts = onnx_bytes if isinstance(onnx_bytes, dict) else {"": onnx_bytes}    # a recurrent family: three graphs
+    paths = [out.with_suffix(f".{part}.onnx" if part else ".onnx") for part in parts]
+    for path, blob in zip(paths, parts.values()):
+        path.write_bytes(blob)
+    print(f"wrote {out} and {', '.join(p.name for p in paths)} (QCDQ, {len(program.ops)} integer ops, "
+          f"{program.weight_bytes()} B of weights); compile it with `edgebci compile {out} --target BOARD "
+          f"--calibrate USER_R04.edf --out DIR`")
     return 0
 
 

@@ -125,3 +125,10 @@ def test_quantize_command_ptq_writes_a_checkpoint_and_its_qcdq_onnx(tmp_path, ca
     import onnx
     model = onnx.load(str(out.with_suffix(".onnx")))
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 8
+
+
+def test_a_family_without_an_integer_form_is_refused_before_reading_data(tmp_path):
+    from edgebci.errors import ConfigError
+    with pytest.raises(ConfigError, match="no integer form of the 'mamba' family yet: quantisable families are "
+                                          "eegnet, s4d, spiking; compile mamba as float"):
+        compile_for_target(CHECKPOINTS_DIR / "mamba.pt", "host", tmp_path, progress=False, recipe="int8")

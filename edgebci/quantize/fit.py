@@ -81,6 +81,10 @@ def quantize_checkpoint(ckpt, recipe: Recipe, method: str | None, data_dir: Path
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     if ckpt.quantized:
         raise ConfigError("this checkpoint is already quantised; quantise the float checkpoint it came from")
+    from edgebci.quantize.twins import TWINS
+    if ckpt.arch not in TWINS:     # before any data is read
+        raise ConfigError(f"no integer form of the {ckpt.arch!r} family yet: quantisable families are "
+                          f"{', '.join(sorted(TWINS))}; compile {ckpt.arch} as float (without --recipe)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     (xt, yt), (xv, yv), raw_train = _training_data(ckpt, data_dir, QAT_CROPS_S if method == "qat" else (0.0,))

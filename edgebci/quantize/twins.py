@@ -165,7 +165,8 @@ def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
     """model : the family's float decoder (eval, unaligned) -> its quantised twin (eval)."""
     import importlib
     if arch not in TWINS:
-        raise ConfigError(f"no quantised form of the {arch!r} family yet; quantisable: {sorted(TWINS)}")
+        raise ConfigError(f"no integer form of the {arch!r} family yet: quantisable families are "
+                          f"{', '.join(sorted(TWINS))}; compile {arch} as float (without --recipe)")
     module, cls = TWINS[arch].split(":")
     try:
         twin_cls = getattr(importlib.import_module(module), cls)
