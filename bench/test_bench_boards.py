@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rows import device_row, load_rows, store_row     # bench/rows.py (pytest puts this folder on the path)
 
 from edgebci.defaults import CHECKPOINTS_DIR
 
@@ -23,10 +24,6 @@ OUT = Path(__file__).resolve().parent.parent / "build" / "bench"
 RESULTS = OUT / "boards.json"
 
 
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
 @pytest.mark.parametrize("board", BOARDS)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_board_cost(tmp_path, arch, board):
@@ -34,21 +31,13 @@ def test_board_cost(tmp_path, arch, board):
     compiled, image = compile_for_target(CHECKPOINTS_DIR / f"{arch}.pt", board, tmp_path / "c", progress=False)
     r = hil_and_report(tmp_path / "c", sample_recordings(), tmp_path / "r", progress=False).report
     lat = r["latency"]
-    row = {"arch": arch, "board": board, "windows": r["windows"], "agreement": r["agreement"]["same_class"],
-           "compared": r["agreement"]["windows_compared"], "metric": lat["metric"],
-           "median": lat.get("median"), "min": lat.get("min"), "max": lat.get("max"),
-           "flash_bytes": image.flash_bytes, "ram_static_bytes": image.ram_static_bytes,
-           "arena_bytes": compiled.arena_bytes, "stack_peak_bytes": r["memory"]["stack_peak"]["bytes"]}
-    OUT.mkdir(parents=True, exist_ok=True)
-    results = _load()
-    results[f"{arch}/{board}"] = row
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True))
+    store_row(RESULTS, f"{arch}/{board}", {"arch": arch, "board": board, **device_row(r, compiled, image)})
     assert r["windows"]["failed"] == 0 and r["agreement"]["rate"] == 1.0, json.dumps(r["failures"])
     assert lat["metric"] == "qemu_insn_count" and lat["median"] > 0
 
 
 def test_print_table():
-    results = _load()
+    results = load_rows(RESULTS)
     if not results:
         pytest.skip("no board results yet: run the whole file")
     print("\n| arch | " + " | ".join(f"`{b}` qemu_insn_count / window" for b in BOARDS) + " | flash B (M4 / M7 / M55) "

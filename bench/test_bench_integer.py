@@ -3,8 +3,9 @@
 arena, for every family with a bundled quantised checkpoint (edgebci/checkpoints/quantized/<arch>-<recipe>.pt).
 
 Each case runs the user's path (`edgebci compile --calibrate S015R04 [--recipe ...]`, then `edgebci hil` on the
-15 windows of S015R08) and appends its row to build/bench/integer.json; the last test prints the README table.
-QEMU counts are deterministic: one run is the measurement.
+first WINDOWS windows of S015R08; the whole recording's bit-exactness is tests/test_quantize_device.py's) and
+appends its row to build/bench/integer.json; the last test prints the README table. QEMU counts are
+deterministic: one run is the measurement, the median over windows differs by the input's few branches.
 
     make bench-integer      # or: .venv/bin/python -m pytest bench/test_bench_integer.py -p no:cacheprovider -s
 """
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rows import device_row, load_rows, store_row     # bench/rows.py (pytest puts this folder on the path)
 
 from edgebci.data import SAMPLE_DIR
 from edgebci.defaults import CHECKPOINTS_DIR, QUANTIZED_DIR
@@ -23,10 +25,7 @@ RECIPES = ("float", "int8", "int8-pow2", "w4a8")
 ARCHS = tuple(sorted({p.stem.split("-")[0] for p in QUANTIZED_DIR.glob("*.pt")}))
 OUT = Path(__file__).resolve().parent.parent / "build" / "bench"
 RESULTS = OUT / "integer.json"
-
-
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+WINDOWS = 5          # a float window on the M3 costs ~86 M emulated instructions: keep the run to minutes
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -39,24 +38,18 @@ def test_integer_cost(tmp_path, arch, recipe, board):
     compiled, image = compile_for_target(CHECKPOINTS_DIR / f"{arch}.pt", board, tmp_path / "c", progress=False,
                                          calibration=[SAMPLE_DIR / "S015R04.edf"],
                                          recipe=None if recipe == "float" else recipe)
-    r = hil_and_report(tmp_path / "c", [SAMPLE_DIR / "S015R08.edf"], tmp_path / "r", progress=False).report
+    r = hil_and_report(tmp_path / "c", [SAMPLE_DIR / "S015R08.edf"], tmp_path / "r", max_windows=WINDOWS,
+                       progress=False).report
     lat = r["latency"]
-    row = {"arch": arch, "recipe": recipe, "board": board, "windows": r["windows"],
-           "agreement": r["agreement"]["same_class"], "compared": r["agreement"]["windows_compared"],
-           "balanced_accuracy": r["accuracy"]["device_balanced_accuracy"], "metric": lat["metric"],
-           "median": lat.get("median"), "flash_bytes": image.flash_bytes, "ram_static_bytes": image.ram_static_bytes,
-           "weight_bytes": compiled.weight_bytes, "arena_bytes": compiled.arena_bytes,
-           "stack_peak_bytes": r["memory"]["stack_peak"]["bytes"]}
-    OUT.mkdir(parents=True, exist_ok=True)
-    results = _load()
-    results[f"{arch}/{recipe}/{board}"] = row
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True))
+    store_row(RESULTS, f"{arch}/{recipe}/{board}", {
+        "arch": arch, "recipe": recipe, "board": board, **device_row(r, compiled, image),
+        "balanced_accuracy": r["accuracy"]["device_balanced_accuracy"]})
     assert r["windows"]["failed"] == 0 and r["agreement"]["rate"] == 1.0, json.dumps(r["failures"])
     assert lat["metric"] == "qemu_insn_count" and lat["median"] > 0
 
 
 def test_print_table():
-    results = _load()
+    results = load_rows(RESULTS)
     if not results:
         pytest.skip("no results yet: run the whole file")
     print("\n| arch | recipe | qemu_insn_count / window M4F (an386) | M3 (an385) | ratio to float M4F / M3 "
