@@ -90,13 +90,14 @@ def test_the_float_model_c_does_need_floating_point(tmp_path):
 
 
 @needs_arm
-@pytest.mark.skipif(not (QUANTIZED_DIR / "spiking-int8.pt").exists(), reason="no bundled spiking-int8 checkpoint")
-def test_recurrent_int8_decoder_runs_its_loop_on_the_device_bit_exact(tmp_path):
-    """The spiking decoder: encode, 59 LIF steps with int8 membranes, readout of the int32 spike counts."""
-    out = tmp_path / "spk"
-    compile_for_target(QUANTIZED_DIR / "spiking-int8.pt", "mps2-an386", out, progress=False,
-                       calibration=[CALIBRATION])
-    assert (out / "qcdq_step.onnx").exists() and "# step (x 59)" in (out / "program.txt").read_text()
+@pytest.mark.parametrize("arch, recipe, board", [("spiking", "int8", "mps2-an386"), ("s4d", "int8-pow2", "mps2-an385")])
+def test_other_families_run_bit_exact_on_the_device(tmp_path, arch, recipe, board):
+    """The spiking decoder (encode, 59 LIF steps with int8 membranes, readout of the int32 spike counts) and S4D
+    (a 237-tap SSM convolution, GELU/square/log tables, a residual add) against the reference, 5 windows each."""
+    out = tmp_path / arch
+    compile_for_target(QUANTIZED_DIR / f"{arch}-{recipe}.pt", board, out, progress=False, calibration=[CALIBRATION])
+    if arch == "spiking":
+        assert (out / "qcdq_step.onnx").exists() and "# step (x 59)" in (out / "program.txt").read_text()
     r = hil_and_report(out, [RECORDING], tmp_path / "r", max_windows=5, progress=False).report
     assert r["ok"] and r["windows"]["failed"] == 0
     device = np.array([w["device_scores"] for w in json.loads((tmp_path / "r" / "windows.json").read_text())["windows"]])
@@ -132,3 +133,24 @@ def test_a_family_without_an_integer_form_is_refused_before_reading_data(tmp_pat
     with pytest.raises(ConfigError, match="no integer form of the 'mamba' family yet: quantisable families are "
                                           "eegnet, s4d, spiking; compile mamba as float"):
         compile_for_target(CHECKPOINTS_DIR / "mamba.pt", "host", tmp_path, progress=False, recipe="int8")
+
+
+def test_qat_fine_tunes_and_keeps_the_best_validation_epoch(tmp_path):
+    """QAT for one epoch on the training subjects: epoch 0 is PTQ, epoch 1 the fine-tuned twin, the better one on
+    the validation subjects is kept (never a test subject)."""
+    from dataclasses import replace
+
+    from edgebci.data import default_data_dir
+    from edgebci.quantize.fit import quantize_checkpoint
+    from edgebci.quantize.recipe import Recipe
+    from edgebci.zoo import load_checkpoint
+    data = default_data_dir()
+    if not (data / "S001R04.edf").exists():
+        pytest.skip(f"the training subjects' recordings are not in {data}: set EDGEBCI_DATA to the EEGMMIDB folder")
+    ckpt = load_checkpoint(BUNDLED_CHECKPOINT)
+    q = quantize_checkpoint(ckpt, replace(Recipe.from_name("int8"), qat_epochs=1), "qat", data, progress=False)
+    history = q.quantization["history"]
+    assert [h["epoch"] for h in history] == [0, 1] and history[1]["what"] == "qat" and history[1]["loss"] > 0
+    best = max(history, key=lambda h: h["val_balanced_accuracy"])
+    assert q.quantization["best_epoch"] == best["epoch"]
+    assert set(ckpt.summary["test_subjects"]).isdisjoint(ckpt.summary["validation_subjects"])
