@@ -43,6 +43,10 @@ from edgebci.targets import Target
 QEMU = "qemu-system-arm"
 QEMU_PACKAGES = "qemu-system-arm"
 BOOT_TIMEOUT_S = 10.0
+# How long the host waits for an emulated board's reply before resending: QEMU's speed follows the host's
+# load (a 10 M-instruction window takes ~2 s on an idle core, several times that on a busy one), and a resend
+# only costs a repeat of the device's last reply, so wait long enough that a busy host is not a broken link.
+QEMU_REPLY_TIMEOUT_S = 15.0
 _STOP_WAIT_S = 3.0
 
 
@@ -294,7 +298,7 @@ def _connect_socket(serial, port: int, process: subprocess.Popen, boot_timeout_s
 
 
 def start_qemu(target: Target, elf: Path, log_path: Path, icount_shift: int | None | _TargetDefault = TARGET_DEFAULT, *,
-               timeout_s: float = 5.0, boot_timeout_s: float = BOOT_TIMEOUT_S) -> DeviceSession:
+               timeout_s: float = QEMU_REPLY_TIMEOUT_S, boot_timeout_s: float = BOOT_TIMEOUT_S) -> DeviceSession:
     """Boot an ELF on the target's QEMU machine and connect to its UART.
 
     icount_shift : -icount shift (virtual ns per instruction = 2**shift); by default the
