@@ -123,8 +123,9 @@ def _load_onnx(path: Path, opts: GraphOptions):
 
         from edgebci.quantize.deploy import program_from_onnx
         spec = _graph_spec(path, dims, out_dims[-1], opts, "onnx-qcdq")
-        program = program_from_onnx(path.read_bytes(), spec.frontend)
-        return _integer_module(program), replace(spec, program=program, qcdq_onnx=path.read_bytes(),
+        onnx_bytes = path.read_bytes()
+        program = program_from_onnx(onnx_bytes, spec.frontend)
+        return _integer_module(program), replace(spec, program=program, qcdq_onnx=onnx_bytes,
                                                  quantization={"recipe": "from the ONNX file", "method": "unknown"})
     try:
         mod = from_onnx(model, shape_dict={graph_inputs[0].name: dims}, keep_params_in_input=False)

@@ -134,9 +134,13 @@ def int_range(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int
     return 0, 2 ** bits - 1 - int(narrow)
 
 
+# the program's integer types, narrowest first, with their ranges
+INT_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-2 ** 31, 2 ** 31 - 1)}
+
+
 def storage_dtype(qmin: int, qmax: int) -> str:
     """The narrowest C integer type holding [qmin, qmax]."""
-    for name, lo, hi in (("int8", -128, 127), ("int16", -32768, 32767), ("int32", -2 ** 31, 2 ** 31 - 1)):
+    for name, (lo, hi) in INT_RANGES.items():
         if qmin >= lo and qmax <= hi:
             return name
     raise UnsupportedOpError(f"integer range [{qmin}, {qmax}] does not fit 32 bits")

@@ -162,9 +162,11 @@ def evaluate_quantized_held_out(qckpt, data_dir: Path) -> dict:
     preds, ys, subjects = [], [], []
     for s in split.test:
         cal = find_recordings(data_dir, (s,), (cal_run,))
-        user = calibrate_checkpoint(qckpt, cal) if qckpt.alignment == "euclidean" else qckpt
-        cal_windows = load_windows(cal, qckpt.channels, qckpt.window_samples, qckpt.offset_samples)
-        user = calibrate_input_range(user, apply_frontend(qckpt.frontend, cal_windows.x))
+        if qckpt.alignment == "euclidean":     # the user's alignment and, for a quantised decoder, input range
+            user = calibrate_checkpoint(qckpt, cal)
+        else:
+            cal_windows = load_windows(cal, qckpt.channels, qckpt.window_samples, qckpt.offset_samples)
+            user = calibrate_input_range(qckpt, apply_frontend(qckpt.frontend, cal_windows.x))
         test = load_windows(find_recordings(data_dir, (s,), runs), qckpt.channels, qckpt.window_samples,
                             qckpt.offset_samples)
         preds.append(np.argmax(predict_integer(user, test.x), axis=1))

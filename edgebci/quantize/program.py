@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgebci.errors import UnsupportedOpError
-from edgebci.quantize.arith import Multiplier, requantize
-
-_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-2 ** 31, 2 ** 31 - 1)}
+from edgebci.quantize.arith import INT_RANGES as _RANGES, Multiplier, requantize
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,7 @@ class _Importer:
         if isinstance(b, _ConstQ):
             if b.q.ndim != 2:
                 self._island(node, "a batched constant matrix")
-            return self._dense(node, a, b.q.T, b.scale if np.asarray(b.scale).size == 1 else b.scale, None)
+            return self._dense(node, a, b.q.T, b.scale, None)
         if isinstance(a, _Int) and isinstance(b, _Int) and a.per_tensor and b.per_tensor:
             sa, sb = self.shape(a), self.shape(b)
             return self._acc(P.MatMul, [a.name, b.name], (*sa[:-1], sb[-1]), a.scalar_scale * b.scalar_scale,
