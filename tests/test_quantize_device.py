@@ -154,3 +154,25 @@ def test_qat_fine_tunes_and_keeps_the_best_validation_epoch(tmp_path):
     best = max(history, key=lambda h: h["val_balanced_accuracy"])
     assert q.quantization["best_epoch"] == best["epoch"]
     assert set(ckpt.summary["test_subjects"]).isdisjoint(ckpt.summary["validation_subjects"])
+
+
+def test_a_qcdq_onnx_file_compiles_to_integers_without_a_recipe(tmp_path):
+    """Any Brevitas QCDQ export (here the bundled one) takes the integer path: the host build decodes like the
+    reference program read from the same file."""
+    from edgebci.data import extract_cue_windows, read_recording
+    from edgebci.hil.runner import HostReference
+    from edgebci.pipeline import HOST_ENTRY
+    from edgebci.quantize.deploy import fixed_windows, program_from_onnx
+    from edgebci.quantize.program import run_reference
+    from edgebci.zoo import load_checkpoint
+    onnx_path = QUANTIZED_DIR / "eegnet-int8.onnx"
+    compiled, _ = compile_for_target(onnx_path, "host", tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["quantization"]["integer_only"] and (tmp_path / "qcdq.onnx").read_bytes() == onnx_path.read_bytes()
+    ckpt = load_checkpoint(QUANTIZED_DIR / "eegnet-int8.pt")
+    windows = extract_cue_windows(read_recording(RECORDING, ckpt.channels), ckpt.window_samples, ckpt.offset_samples)
+    program = program_from_onnx(onnx_path.read_bytes(), ckpt.frontend)
+    want = run_reference(program, fixed_windows(ckpt.frontend, windows.x[:3]))
+    host = HostReference(next((tmp_path / "host").glob("*.so")), compiled.n_classes, HOST_ENTRY)
+    got = np.array([host.scores(np.ascontiguousarray(w.T)) for w in windows.x[:3]])
+    assert np.array_equal(got, want.astype(np.float32))
