@@ -8,6 +8,9 @@ Each op becomes integer Relax ops that TVM lowers like any other (legalize, fuse
     Table       a 256-entry int8 lookup (one TE gather reading the int8 input)
     SumPool     a depthwise conv1d with int8 ones (sum over each window)
     AddScaled   both sides requantised to the common scale, added in int32
+    LayerNorm   integer sum, sum of squares (int64), digit-by-digit isqrt, one division per element (TE)
+    Softmax     row maximum, exp by int16 table, integer sum, one division per element (TE)
+    Concat, MulConst, AddConst, Mul, MatMul, ReduceSum, views: the Relax ops of the same name
 
 FuseOps puts each requantisation in its convolution's epilogue, so no int32 tensor the size of a
 layer's output is ever stored. The module takes the front end's int32 output (1, C, T) and returns
@@ -79,7 +82,73 @@ def _table(bb, x, table: np.ndarray, shape):
 
     def lookup(data, tab):
         return te.compute(tuple(shape), lambda *i: tab[tirx.Cast("int32", data(*i)) + 128], name="table_lookup")
-    return bb.emit_te(lookup, x, _const(table, "int8"), primfunc_name_hint="table_lookup")
+    return bb.emit_te(lookup, x, _const(table, table.dtype.name), primfunc_name_hint="table_lookup")
+
+
+def _isqrt(v, shape: tuple[int, ...], bits: int):
+    """floor(sqrt(v)) for an int64 tensor 0 <= v < 2^(2*bits): the digit-by-digit square root, one stage (two
+    small tensors: remainder and root) per digit. Named keep_*: the C lowering must not inline them
+    (edgebci.compile.lower.KEEP_PREFIX)."""
+    from tvm import te, tirx
+    rem, res = v, te.compute(shape, lambda *i: tirx.const(0, "int64"), name="keep_isqrt_root")
+
+    def digit(rem, res, bit):
+        def f(*i):
+            take = rem(*i) >= res(*i) + bit
+            return [tirx.Select(take, rem(*i) - (res(*i) + bit), rem(*i)),
+                    tirx.Select(take, (res(*i) >> 1) + bit, res(*i) >> 1)]
+        return f
+    for b in reversed(range(bits)):
+        rem, res = te.compute(shape, digit(rem, res, tirx.const(1 << (2 * b), "int64")), name=f"keep_isqrt_{b}")
+    return res
+
+
+def _clip_expr(y, lo: int, hi: int, src_dtype: str, dtype: str):
+    from tvm import tirx
+    return tirx.Cast(dtype, tirx.max(tirx.min(y, tirx.const(hi, src_dtype)), tirx.const(lo, src_dtype)))
+
+
+def _layer_norm(bb, x, o: P.LayerNorm, shape, out_dtype: str):
+    """edgebci.quantize.program.LayerNorm: integer mean and variance over the last axis, integer sqrt, division."""
+    from tvm import te, tirx
+    d, lead = shape[-1], tuple(shape[:-1])
+    i64 = lambda e: tirx.Cast("int64", e)
+    bound = d * (d * 256) ** 2 + o.eps           # sum of c^2 with |c| <= d * 255, plus eps
+    bits = (int(bound).bit_length() + 1) // 2 + 1
+
+    def norm(data):
+        k1, k2 = te.reduce_axis((0, d), "k1"), te.reduce_axis((0, d), "k2")
+        total = te.compute(lead, lambda *i: te.sum(i64(data(*i, k1)), axis=k1), name="ln_sum")
+        centred = lambda *i: i64(data(*i)) * d - total(*i[:-1])
+        var = te.compute(lead, lambda *i: te.sum(centred(*i, k2) * centred(*i, k2), axis=k2), name="ln_var")
+        padded = te.compute(lead, lambda *i: var(*i) + tirx.const(o.eps, "int64"), name="ln_var_eps")
+        root = _isqrt(padded, lead, bits)
+
+        def out(*i):
+            r = root(*i[:-1])
+            num = centred(*i) * tirx.const(o.k, "int64") + (r << (o.f - 1))
+            return _clip_expr(tirx.floordiv(num, r << o.f), o.qmin, o.qmax, "int64", out_dtype)
+        return te.compute(tuple(shape), out, name="layer_norm")
+    return bb.emit_te(norm, x, primfunc_name_hint="layer_norm")
+
+
+def _softmax(bb, x, o: P.Softmax, shape, out_dtype: str):
+    """edgebci.quantize.program.Softmax: exp by table from the row's maximum, one integer division per output."""
+    from tvm import te, tirx
+    n, lead = shape[-1], tuple(shape[:-1])
+    i32 = lambda e: tirx.Cast("int32", e)
+
+    def softmax(data, tab):
+        k1, k2 = te.reduce_axis((0, n), "k1"), te.reduce_axis((0, n), "k2")
+        peak = te.compute(lead, lambda *i: te.max(i32(data(*i, k1)), axis=k1), name="sm_max")
+        e = lambda *i: i32(tab[i32(data(*i)) - peak(*i[:-1]) + 255])
+        total = te.compute(lead, lambda *i: te.sum(e(*i, k2), axis=k2), name="sm_sum")
+
+        def out(*i):
+            s = total(*i[:-1])
+            return _clip_expr(tirx.floordiv((e(*i) << o.shift) + (s >> 1), s), o.qmin, o.qmax, "int32", out_dtype)
+        return te.compute(tuple(shape), out, name="softmax")
+    return bb.emit_te(softmax, x, _const(o.table, "int16"), primfunc_name_hint="softmax")
 
 
 def _clip(x, lo: int, hi: int, dtype: str):
@@ -125,7 +194,10 @@ def _emit_function(bb, fname: str, program: P.QProgram) -> None:
                     if o.bias is not None:
                         y = op.add(bb.emit(y), _const(o.bias, "int32"))
                 elif isinstance(o, P.MatMul):
-                    y = op.matmul(src[0], src[1], out_dtype="int32")
+                    a, b = src
+                    if src_info[0].dtype != src_info[1].dtype:     # int16 probabilities x int8 values
+                        a, b = op.astype(a, "int32"), op.astype(b, "int32")
+                    y = op.matmul(a, b, out_dtype="int32")
                 elif isinstance(o, P.Table):
                     y = _table(bb, src[0], o.table, t.shape)
                 elif isinstance(o, P.SumPool):
@@ -153,6 +225,19 @@ def _emit_function(bb, fname: str, program: P.QProgram) -> None:
                     y = op.nn.pad(src[0], [v for pair in o.pads for v in pair], pad_value=0.0)
                 elif isinstance(o, P.Clamp):
                     y = _clip(src[0], o.lo, o.hi, src_info[0].dtype)
+                elif isinstance(o, P.Concat):
+                    y = op.concat(src, axis=o.axis)
+                elif isinstance(o, P.MulConst):
+                    y = op.multiply(op.astype(src[0], "int32"), _const(o.value, "int32"))
+                elif isinstance(o, P.AddConst):
+                    y = op.astype(src[0], "int32")
+                    if o.shift:
+                        y = op.left_shift(bb.emit(y), _const(o.shift, "int32"))
+                    y = op.add(bb.emit(y), _const(o.value, "int32"))
+                elif isinstance(o, P.LayerNorm):
+                    y = _layer_norm(bb, src[0], o, t.shape, t.dtype)
+                elif isinstance(o, P.Softmax):
+                    y = _softmax(bb, src[0], o, t.shape, t.dtype)
                 else:
                     raise UnsupportedOpError(f"no Relax lowering for {type(o).__name__} ({o.source})")
                 y = bb.emit(y) if not isinstance(y, relax.Var) else y

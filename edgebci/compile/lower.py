@@ -47,16 +47,21 @@ def _spatial(sch, block) -> bool:
     return all(iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars)
 
 
+KEEP_PREFIX = "keep_"     # a block whose value its consumer reads more than once per element: inlining copies it
+
+
 def _inline_elementwise(sch, keep_reduction_inputs: bool) -> None:
     """Inline element-wise blocks into their consumers (and epilogues into their producers) until
-    nothing changes; with keep_reduction_inputs, a block a reduction reads stays a buffer."""
+    nothing changes; with keep_reduction_inputs, a block a reduction reads stays a buffer. Blocks named
+    keep_* stay buffers (an iteration whose every step reads the previous one twice, as the integer
+    square root's digits do, would grow exponentially if inlined)."""
     root = sch.get_sblock("root")
     changed = True
     while changed:
         changed = False
         for inline in (sch.compute_inline, sch.reverse_compute_inline):
             for block in sch.get_child_blocks(root):
-                if not _spatial(sch, block):
+                if not _spatial(sch, block) or sch.get(block).name_hint.startswith(KEEP_PREFIX):
                     continue
                 if (keep_reduction_inputs and inline == sch.compute_inline
                         and any(not _spatial(sch, c) for c in sch.get_consumers(block))):

@@ -110,7 +110,7 @@ def _broadcast(v: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
 
 def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: int = 127,
                 reachable: tuple[int, int] = (-128, 127)) -> np.ndarray:
-    """int8 [256]: entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input whose
+    """[256] (int8, or int16 for an unsigned 8-bit output): entry i holds clamp(round(fn((i - 128) * scale_in) / scale_out)), for an int8 input whose
     codes lie in `reachable` (entries outside it are 0: the input never takes them).
 
     Evaluated in float32, as the QAT model (torch) and the QCDQ graph (onnxruntime) evaluate it: where
@@ -125,7 +125,7 @@ def build_table(fn, scale_in: float, scale_out: float, qmin: int = -128, qmax: i
         bad = codes[~np.isfinite(y)][0]
         raise UnsupportedOpError(f"an element-wise function is not finite at input code {int(bad)} "
                                  f"(value {bad * scale_in:.4g}); clamp its input before quantising (e.g. log of 0)")
-    return np.clip(np.round(y), qmin, qmax).astype(np.int8)
+    return np.clip(np.round(y), qmin, qmax).astype(storage_dtype(qmin, qmax))
 
 
 def int_range(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, int]:

@@ -143,6 +143,82 @@ class Clamp(Op):
     hi: int = 2 ** 31 - 1
 
 
+@dataclass(frozen=True)
+class Concat(Op):
+    """Tensors of one scale joined along a non-batch axis (a sliding window: old inputs and the new one)."""
+    axis: int = 1
+
+
+@dataclass(frozen=True)
+class MulConst(Op):
+    """x * c for a constant tensor c (int16, broadcasting against x; its scale joins x's), int32."""
+    value: np.ndarray = None
+
+
+@dataclass(frozen=True)
+class AddConst(Op):
+    """(x << shift) + c for a constant tensor c (int32, at the output's scale: x's, 2^shift finer), int32."""
+    value: np.ndarray = None
+    shift: int = 0
+
+
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    """Normalise the last axis of an int8 tensor (mean 0, variance 1; the affine joins the next product):
+
+        s = sum(x);  c = d*x - s;  v = sum(c*c) + eps;  r = isqrt(v)
+        y = clamp(floor((c * k + r * 2^(f-1)) / (r * 2^f)), qmin, qmax)
+
+    c / r is (x - mean) / (sqrt(d) * std), so k = round(sqrt(d) / s_out * 2^f); eps = eps_real * d^3 / s_in^2.
+    int64 from the squares on; isqrt is the floor square root (exact, bit by bit on the device)."""
+    eps: int = 1
+    k: int = 0
+    f: int = 0
+    qmin: int = -128
+    qmax: int = 127
+
+
+@dataclass(frozen=True)
+class Softmax(Op):
+    """Softmax along the last axis of an int8 tensor to probabilities at scale 2^-shift:
+
+        e = table[x - max(x) + 255]    table[i] = round(2^14 * exp(s_in * (i - 255))), int16
+        y = clamp(floor((e * 2^shift + sum(e) / 2) / sum(e)), qmin, qmax)"""
+    table: np.ndarray = None
+    shift: int = 8
+    qmin: int = 0
+    qmax: int = 255
+
+
+SOFTMAX_ONE = 2 ** 14       # exp(0) in the softmax table
+
+
+def isqrt(v: np.ndarray) -> np.ndarray:
+    """floor(sqrt(v)) of non-negative int64 values below 2^62, exactly."""
+    v = np.asarray(v, np.int64)
+    r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    r = np.where(r * r > v, r - 1, r)
+    return np.where((r + 1) * (r + 1) <= v, r + 1, r)
+
+
+def layer_norm_int(x: np.ndarray, op: "LayerNorm") -> np.ndarray:
+    d = x.shape[-1]
+    s = x.sum(-1, keepdims=True)
+    c = d * x - s
+    v = (c * c).sum(-1, keepdims=True) + op.eps
+    if v.size and v.max() >= 2 ** 62:
+        raise UnsupportedOpError(f"LayerNorm ({op.source}): the variance sum {int(v.max())} overflows int64")
+    r = isqrt(v)
+    y = (c * op.k + (r << (op.f - 1))) // (r << op.f)
+    return np.clip(y, op.qmin, op.qmax)
+
+
+def softmax_int(x: np.ndarray, op: "Softmax") -> np.ndarray:
+    e = op.table.astype(np.int64)[x - x.max(-1, keepdims=True) + 255]
+    total = e.sum(-1, keepdims=True)
+    return np.clip(((e << op.shift) + total // 2) // total, op.qmin, op.qmax)
+
+
 @dataclass
 class QProgram:
     """Ops in execution order over named tensors. A decoder's program takes the front end's int32 output
@@ -175,7 +251,8 @@ class QProgram:
     def weight_bytes(self) -> int:
         n = 0
         for op in self.ops:
-            for a in (getattr(op, "weight", None), getattr(op, "bias", None), getattr(op, "table", None)):
+            for a in (getattr(op, "weight", None), getattr(op, "bias", None), getattr(op, "table", None),
+                      getattr(op, "value", None)):
                 if a is not None:
                     n += a.nbytes
         return n
@@ -191,6 +268,8 @@ class QProgram:
                 total += out * op.weight.shape[1]
             elif isinstance(op, MatMul):
                 total += out * self.tensors[op.inputs[0]].shape[-1]
+            elif isinstance(op, (Mul, MulConst)):
+                total += out
         return total
 
     def summary(self) -> list[str]:
@@ -263,6 +342,16 @@ def _run_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
         return np.pad(x, op.pads)
     if isinstance(op, Clamp):
         return np.clip(x, op.lo, op.hi)
+    if isinstance(op, Concat):
+        return np.concatenate(args, axis=op.axis)
+    if isinstance(op, MulConst):
+        return x * op.value.astype(np.int64)
+    if isinstance(op, AddConst):
+        return (x << op.shift) + op.value.astype(np.int64)
+    if isinstance(op, LayerNorm):
+        return layer_norm_int(x, op)
+    if isinstance(op, Softmax):
+        return softmax_int(x, op)
     raise UnsupportedOpError(f"no reference for {type(op).__name__}")
 
 

@@ -86,6 +86,15 @@ class _Elementwise:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """An op that needs its output quantiser's scale (LayerNorm, Softmax): emitted at that QuantizeLinear."""
+    kind: str
+    src: _Int
+    node: object             # the ONNX node, for messages
+    eps: float = 0.0
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """How the device holds one graph input: integers of `dtype` in [qmin, qmax] at `scale`."""
     scale: float
@@ -155,6 +164,8 @@ class _Importer:
             if all(isinstance(v, np.ndarray) for v in ins if v is not None) and node.op_type != "QuantizeLinear":
                 self.values[node.output[0]] = _fold(node, ins, attrs)
                 continue
+            if node.op_type != "QuantizeLinear" and any(isinstance(v, _Pending) for v in ins):
+                self._island(node, "it follows a LayerNorm or softmax directly: quantise their output first")
             handler = getattr(self, f"op_{node.op_type}", self._op_generic)
             self.values[node.output[0]] = handler(node, ins, attrs)
         for graph_output in self.graph.output:
@@ -208,12 +219,14 @@ class _Importer:
         if s.size != 1:
             self._island(node, "per-channel activation quantisation is not supported (use per-tensor)")
         s = float(s.ravel()[0])
+        if isinstance(x, _Pending):
+            return self._finish(node, x, s, int(info.min), int(info.max))
         if isinstance(x, _Elementwise):
             if x.src.qmin < -128 or x.src.qmax > 127 or not x.src.per_tensor:
                 self._island(node, "an element-wise function of a wide or per-channel tensor: quantise its input "
                                    "to int8 per tensor first")
             table = build_table(x.fn, x.src.scalar_scale, s, info.min, info.max, (x.src.qmin, x.src.qmax))
-            return self._emit(P.Table, [x.src.name], self.shape(x.src), "int8", s, info.min, info.max,
+            return self._emit(P.Table, [x.src.name], self.shape(x.src), table.dtype.name, s, info.min, info.max,
                               "+".join(x.nodes), table=table)
         if not isinstance(x, _Int):
             self._island(node, f"quantising {type(x).__name__}")
@@ -318,6 +331,95 @@ class _Importer:
                              node.name)
         self._island(node, "a product of a float value")
 
+    # -------------------------------------------------------------------- normalisation
+    def _int8_source(self, node, x, what: str) -> _Int:
+        if not (isinstance(x, _Int) and x.per_tensor and x.qmin >= -128 and x.qmax <= 127):
+            self._island(node, f"{what} of a value that is not one per-tensor int8 tensor (quantise its input)")
+        return x
+
+    def op_LayerNormalization(self, node, ins, attrs):
+        x = self._int8_source(node, ins[0], "a LayerNorm")
+        if attrs.get("axis", -1) % len(self.shape(x)) != len(self.shape(x)) - 1:
+            self._island(node, "a LayerNorm over more than the last axis")
+        scale, bias = (ins[1] if len(ins) > 1 else None), (ins[2] if len(ins) > 2 else None)
+        if (scale is not None and not (isinstance(scale, np.ndarray) and np.all(scale == 1))) or \
+                (bias is not None and not (isinstance(bias, np.ndarray) and np.all(bias == 0))):
+            self._island(node, "a LayerNorm with its own scale and shift: fold them into the product that follows "
+                               "(W diag(gamma), b + W beta) and normalise without an affine")
+        return _Pending("layernorm", x, node, float(attrs.get("epsilon", 1e-5)))
+
+    def op_Softmax(self, node, ins, attrs):
+        x = self._int8_source(node, ins[0], "a softmax")
+        if attrs.get("axis", -1) % len(self.shape(x)) != len(self.shape(x)) - 1:
+            self._island(node, "a softmax over an axis other than the last")
+        return _Pending("softmax", x, node)
+
+    def _finish(self, qnode, p: _Pending, s_out: float, qmin: int, qmax: int) -> _Int:
+        x, shape = p.src, self.shape(p.src)
+        s_in, source = x.scalar_scale, f"{p.node.name}+{qnode.name}"
+        if p.kind == "softmax":
+            shift = -np.log2(s_out)
+            if not float(shift).is_integer() or not 0 <= shift <= 16:
+                self._island(p.node, f"its probabilities are quantised at scale {s_out:.6g}: the integer softmax "
+                                    f"needs a power-of-two scale 2^-k, 0 <= k <= 16 (a constant quantiser)")
+            codes = np.arange(256, dtype=np.float64) - 255
+            table = np.round(P.SOFTMAX_ONE * np.exp(s_in * codes)).astype(np.int16)
+            return self._emit(P.Softmax, [x.name], shape, storage_dtype(qmin, qmax), s_out, qmin, qmax, source,
+                              table=table, shift=int(shift), qmin=qmin, qmax=qmax)
+        d = shape[-1]
+        gain = np.sqrt(d) / s_out
+        f = int(min(24, 30 - np.ceil(np.log2(gain + 1))))
+        if f < 1:
+            self._island(p.node, f"a LayerNorm output scale {s_out:.3g} too fine for its width {d}")
+        eps = max(1, int(round(p.eps * d ** 3 / s_in ** 2)))
+        return self._emit(P.LayerNorm, [x.name], shape, storage_dtype(qmin, qmax), s_out, qmin, qmax, source,
+                          eps=eps, k=int(round(gain * 2 ** f)), f=f, qmin=qmin, qmax=qmax)
+
+    def op_Concat(self, node, ins, attrs):
+        if not all(isinstance(v, _Int) and v.per_tensor for v in ins) or \
+                len({round(v.scalar_scale, 15) for v in ins}) != 1:
+            self._island(node, "a concatenation of tensors without one common scale (quantise them with one "
+                               "quantiser)")
+        shapes = [self.shape(v) for v in ins]
+        axis = attrs.get("axis", 0) % len(shapes[0])
+        if axis == 0:
+            self._island(node, "a concatenation along the batch axis")
+        dtypes = {self.prog.tensors[v.name].dtype for v in ins}
+        if len(dtypes) != 1:
+            self._island(node, f"a concatenation of {sorted(dtypes)} tensors")
+        out = list(shapes[0])
+        out[axis] = sum(sh[axis] for sh in shapes)
+        return self._emit(P.Concat, [v.name for v in ins], tuple(out), dtypes.pop(), ins[0].scale,
+                          min(v.qmin for v in ins), max(v.qmax for v in ins), node.name, axis=axis)
+
+    def _mul_const(self, node, x: _Int, c: np.ndarray) -> _Int:
+        """x * c, c a constant tensor: c as int16 at a power-of-two scale (its largest |value| uses 15 bits)."""
+        if not x.per_tensor:
+            self._island(node, "a product of a per-channel tensor and a constant tensor")
+        c = np.asarray(c, np.float64)
+        peak = float(np.abs(c).max())
+        if peak == 0:
+            self._island(node, "a product with a constant that is all zeros")
+        s_c = 2.0 ** np.ceil(np.log2(peak / 32767))
+        cq = np.clip(np.round(c / s_c), -32767, 32767).astype(np.int16)
+        shape = tuple(np.broadcast_shapes(self.shape(x), cq.shape))
+        if cq.ndim == len(shape) and cq.shape[0] != 1:
+            self._island(node, "a constant that varies along the batch axis")
+        return self._acc(P.MulConst, [x.name], shape, x.scalar_scale * s_c, node.name, value=cq)
+
+    def _add_const(self, node, x: _Int, c: np.ndarray, negate: bool) -> _Int:
+        """x + c, c a constant tensor at x's scale (an accumulator's) or 2^ROUND_BITS finer (an int8's)."""
+        if not x.per_tensor:
+            self._island(node, "adding a constant tensor to a per-channel tensor")
+        wide = x.qmax > 2 ** 15
+        shift = 0 if wide else ROUND_BITS
+        s = x.scalar_scale / 2 ** shift
+        cq = np.round((-1 if negate else 1) * np.asarray(c, np.float64) / s)
+        if np.abs(cq).max(initial=0) >= 2 ** 30:
+            self._island(node, "a constant too large for the accumulator's scale")
+        shape = tuple(np.broadcast_shapes(self.shape(x), cq.shape))
+        return self._acc(P.AddConst, [x.name], shape, s, node.name, value=cq.astype(np.int32), shift=shift)
+
     # -------------------------------------------------------------------- pooling and reductions
     def op_AveragePool(self, node, ins, attrs):
         x = ins[0]
@@ -401,6 +503,9 @@ class _Importer:
 
     def op_Transpose(self, node, ins, attrs):
         x = ins[0]
+        if isinstance(x, _ConstQ):          # a bias-free QuantLinear's weight, transposed for its MatMul
+            perm = attrs.get("perm", range(x.q.ndim)[::-1])
+            return _ConstQ(x.q.transpose(perm), x.scale, list(perm).index(x.axis) if x.axis < x.q.ndim else x.axis)
         old = self.shape(x)
         perm = tuple(attrs.get("perm", range(len(old))[::-1]))
         if perm[0] != 0:
@@ -442,6 +547,13 @@ class _Importer:
                 return _Int(a.name, np.asarray(a.scale) * factor, a.qmin, a.qmax)
             if isinstance(b, _Int) and isinstance(a, np.ndarray) and op == "Mul" and a.size == 1 and float(a) > 0:
                 return _Int(b.name, np.asarray(b.scale) * float(a), b.qmin, b.qmax)
+            if op == "Mul" and {type(a), type(b)} == {_Int, np.ndarray}:
+                x, c = (a, b) if isinstance(a, _Int) else (b, a)
+                return self._mul_const(node, x, c)
+            if op in ("Add", "Sub") and isinstance(a, _Int) and isinstance(b, np.ndarray):
+                return self._add_const(node, a, b, negate=op == "Sub")
+            if op == "Add" and isinstance(b, _Int) and isinstance(a, np.ndarray):
+                return self._add_const(node, b, a, negate=False)
             if isinstance(a, _Int) and isinstance(b, _Int) and a.name != b.name:
                 if op in ("Add", "Sub"):
                     return self._add(node, a, b, negate=op == "Sub")

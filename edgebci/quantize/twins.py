@@ -158,7 +158,9 @@ class EEGNetTwin(Twin):
 
 # arch -> "module:class" of its twin (one module per family, imported when used)
 TWINS = {"eegnet": "edgebci.quantize.twins:EEGNetTwin", "s4d": "edgebci.quantize.twins_s4d:S4DTwin",
-         "spiking": "edgebci.quantize.twins_spiking:SpikingTwin"}
+         "spiking": "edgebci.quantize.twins_spiking:SpikingTwin",
+         "conformer": "edgebci.quantize.twins_conformer:ConformerTwin",
+         "mamba": "edgebci.quantize.twins_mamba:MambaTwin"}
 
 
 def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
@@ -172,5 +174,5 @@ def make_twin(arch: str, model, recipe: Recipe, input_threshold: float) -> Twin:
         twin_cls = getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError):
         raise ConfigError(f"the quantised form of {arch!r} is not available in this edgebci ({TWINS[arch]} is "
-                          f"missing); quantisable: eegnet") from None
+                          f"missing); compile {arch} as float (without --recipe)") from None
     return twin_cls(model.eval(), recipe, input_threshold).eval()
