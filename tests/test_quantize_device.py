@@ -1,6 +1,7 @@
 """Integer-only decoders on the emulated boards: the Cortex-M4F and the FPU-less Cortex-M3 run the same
 integer C, and every window's logits equal the numpy integer reference bit for bit."""
 import json
+import os
 import shutil
 import subprocess
 
@@ -89,15 +90,32 @@ def test_the_float_model_c_does_need_floating_point(tmp_path):
     assert any(s.split()[-1].startswith(FLOAT_HELPER) for s in undefined.splitlines() if s.strip())
 
 
+# every family on one board by default; with EDGEBCI_SLOW=1 every family's int8 on both boards and the
+# power-of-two recipe of each on one (EEGNet's int8 runs on both boards above)
+FAMILY_BOARDS = [("spiking", "int8", "mps2-an386"), ("s4d", "int8-pow2", "mps2-an385"),
+                 ("conformer", "int8", "mps2-an385"), ("mamba", "int8", "mps2-an386")]
+if os.environ.get("EDGEBCI_SLOW") == "1":
+    FAMILY_BOARDS += [("spiking", "int8", "mps2-an385"), ("s4d", "int8", "mps2-an386"), ("s4d", "int8", "mps2-an385"),
+                      ("conformer", "int8", "mps2-an386"), ("mamba", "int8", "mps2-an385"),
+                      ("eegnet", "int8-pow2", "mps2-an386"), ("spiking", "int8-pow2", "mps2-an385"),
+                      ("conformer", "int8-pow2", "mps2-an386"), ("mamba", "int8-pow2", "mps2-an385")]
+
+
 @needs_arm
-@pytest.mark.parametrize("arch, recipe, board", [("spiking", "int8", "mps2-an386"), ("s4d", "int8-pow2", "mps2-an385")])
+@pytest.mark.parametrize("arch, recipe, board", FAMILY_BOARDS)
 def test_other_families_run_bit_exact_on_the_device(tmp_path, arch, recipe, board):
-    """The spiking decoder (encode, 59 LIF steps with int8 membranes, readout of the int32 spike counts) and S4D
-    (a 237-tap SSM convolution, GELU/square/log tables, a residual add) against the reference, 5 windows each."""
+    """The spiking decoder (encode, 59 LIF steps with int8 membranes, readout of the int32 spike counts), S4D
+    (a 237-tap SSM convolution, GELU/square/log tables, a residual add), the Conformer (integer LayerNorm,
+    attention with an integer softmax) and Mamba (29 selective-scan steps, int8 SSM state) against the
+    reference, 5 windows each."""
     out = tmp_path / arch
     compile_for_target(QUANTIZED_DIR / f"{arch}-{recipe}.pt", board, out, progress=False, calibration=[CALIBRATION])
-    if arch == "spiking":
-        assert (out / "qcdq_step.onnx").exists() and "# step (x 59)" in (out / "program.txt").read_text()
+    program = (out / "program.txt").read_text()
+    if arch in ("spiking", "mamba"):
+        steps = {"spiking": 59, "mamba": 29}[arch]
+        assert (out / "qcdq_step.onnx").exists() and f"# step (x {steps})" in program
+    if arch in ("conformer", "mamba"):
+        assert "LayerNorm" in program and ("Softmax" in program) == (arch == "conformer")
     r = hil_and_report(out, [RECORDING], tmp_path / "r", max_windows=5, progress=False).report
     assert r["ok"] and r["windows"]["failed"] == 0
     device = np.array([w["device_scores"] for w in json.loads((tmp_path / "r" / "windows.json").read_text())["windows"]])
@@ -128,10 +146,14 @@ def test_quantize_command_ptq_writes_a_checkpoint_and_its_qcdq_onnx(tmp_path, ca
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 8
 
 
-def test_a_family_without_an_integer_form_is_refused_before_reading_data(tmp_path):
+def test_a_family_without_an_integer_form_is_refused_before_reading_data(tmp_path, monkeypatch):
+    """A family with no quantised twin registered (every bundled one has one: mamba's is taken away here)."""
     from edgebci.errors import ConfigError
+    from edgebci.quantize import twins
+    monkeypatch.setattr(twins, "TWINS", {k: v for k, v in twins.TWINS.items() if k != "mamba"})
+    monkeypatch.setattr("edgebci.defaults.QUANTIZED_DIR", tmp_path / "none")
     with pytest.raises(ConfigError, match="no integer form of the 'mamba' family yet: quantisable families are "
-                                          "eegnet, s4d, spiking; compile mamba as float"):
+                                          "conformer, eegnet, s4d, spiking; compile mamba as float"):
         compile_for_target(CHECKPOINTS_DIR / "mamba.pt", "host", tmp_path, progress=False, recipe="int8")
 
 

@@ -142,3 +142,137 @@ def test_non_zero_zero_points_are_refused(exported):
     zp.CopyFrom(onnx.numpy_helper.from_array(np.array(3, np.int8), zp.name))
     with pytest.raises(UnsupportedOpError, match="zero point .* != 0"):
         import_qcdq(model, 2.0 ** -IN_SHIFT)
+
+
+# ------------------------------------------------------------------------ attention, LayerNorm, softmax
+
+class TinyAttention(Twin):
+    """What the Conformer and Mamba need beyond the above: tokens with learned positions (a constant added to an
+    accumulator), LayerNorm, a product of two activations, softmax, a product with a constant tensor, a
+    concatenation, in one small graph."""
+
+    def __init__(self, recipe, affine_norm: bool = False):
+        super().__init__(recipe, 40.0)
+        from edgebci.quantize.twins_conformer import _prob_act
+        torch.manual_seed(0)
+        self.affine_norm = affine_norm
+        self.spatial = self._conv(C, 8, 1, bias=False)
+        self.temporal = self._conv(8, 8, 5, bias=True, padding=2, groups=8, stride=4)
+        self.pos = nn.Parameter(torch.randn(1, 16, 8) * 0.3)
+        self.q_tok, self.q_ln, self.q_scores, self.q_ctx, self.q_scaled, self.q_cat = (self._act() for _ in range(6))
+        self.qk = self._conv(8, 8, 1, bias=True)
+        self.q_probs = _prob_act()
+        self.head = self._linear(8 * 16 * 2, 3)
+        self.norm_gain = nn.Parameter(torch.linspace(0.5, 1.5, 8))
+        self.register_buffer("gain", torch.linspace(-1.5, 2.0, 8)[:, None])
+
+    def forward(self, x):
+        z = self.temporal(self.spatial(self.qin(x)))                                   # (B, 8, 16)
+        tok = self.q_tok(_value(z).transpose(1, 2) + self.pos)                         # (B, 16, 8)
+        gain = self.norm_gain if self.affine_norm else None
+        h = self.q_ln(F.layer_norm(_value(tok), (8,), gain, None, 1e-5))
+        q = self.qk(h.transpose(1, 2))                                                 # (B, 8, 16)
+        qt = _value(q).transpose(1, 2)
+        scores = self.q_scores(torch.matmul(qt, _value(q)) * 0.35)                     # (B, 16, 16)
+        probs = self.q_probs(torch.softmax(_value(scores), -1))
+        ctx = self.q_ctx(torch.matmul(_value(probs), qt))                              # (B, 16, 8)
+        scaled = self.q_scaled(_value(ctx).transpose(1, 2) * self.gain).flatten(1)    # (B, 128)
+        return self.head(self.q_cat(torch.cat([_value(scaled), _value(scaled)], 1)))
+
+
+@pytest.fixture(scope="module", params=["int8", "int8-pow2"])
+def attention(request, windows):
+    model = _calibrated(TinyAttention(Recipe.from_name(request.param)),
+                        torch.from_numpy(windows * 2.0 ** -IN_SHIFT).float())
+    onnx_bytes = export_qcdq(model, C, T)
+    return model, onnx_bytes, import_qcdq(onnx.load(io.BytesIO(onnx_bytes)), 2.0 ** -IN_SHIFT)
+
+
+def test_attention_patterns_become_integer_ops(attention):
+    _, _, program = attention
+    kinds = {type(op).__name__ for op in program.ops}
+    assert {"LayerNorm", "Softmax", "MatMul", "MulConst", "AddConst", "Concat", "Transpose"} <= kinds, kinds
+    softmax = next(op for op in program.ops if isinstance(op, P.Softmax))
+    assert softmax.shift == 8 and program.tensors[softmax.output].dtype == "int16"     # uint8 codes at 2^-8
+
+
+def test_attention_reference_follows_the_fake_quantised_model(attention, windows):
+    """The integer LayerNorm and softmax round differently from float ones by at most a code or two, so the
+    program's logits stay within a few output steps of Brevitas' fake quantisation."""
+    model, _, program = attention
+    got = P.run_reference(program, windows) * float(program.output_info.scale)
+    with torch.no_grad():
+        want = _value(model(torch.from_numpy(windows * 2.0 ** -IN_SHIFT).float())).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.75
+
+
+def test_attention_host_build_equals_the_reference(attention, windows):
+    """The Relax emission (TE LayerNorm with its digit-by-digit isqrt, TE softmax) built for the host by TVM
+    gives the reference's integers exactly."""
+    import tvm
+    from tvm import relax
+
+    from edgebci.compile.integer import emit_relax
+    _, _, program = attention
+    vm = relax.VirtualMachine(tvm.compile(emit_relax(program), target="llvm"), tvm.cpu())
+    ref = P.run_reference(program, windows[:3])
+    for i in range(3):
+        assert np.array_equal(vm["main"](tvm.runtime.tensor(windows[i:i + 1])).numpy()[0], ref[i])
+
+
+def test_a_layernorm_with_its_own_affine_is_refused(windows):
+    model = _calibrated(TinyAttention(Recipe.from_name("int8"), affine_norm=True),
+                        torch.from_numpy(windows * 2.0 ** -IN_SHIFT).float())
+    with pytest.raises(UnsupportedOpError, match=r"LayerNormalization.*fold them into the product that follows"):
+        import_qcdq(onnx.load(io.BytesIO(export_qcdq(model, C, T))), 2.0 ** -IN_SHIFT)
+
+
+def test_isqrt_is_the_exact_floor_square_root():
+    rng = np.random.default_rng(1)
+    v = np.concatenate([np.arange(0, 300), rng.integers(0, 2 ** 62, 2000), [2 ** 62 - 1, (2 ** 31 - 1) ** 2]])
+    r = P.isqrt(v)
+    assert np.all(r * r <= v) and np.all((r + 1) * (r + 1) > v)
+
+
+def test_integer_layernorm_and_softmax_against_float():
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (200, 16)).astype(np.int64)
+    s_in, s_out = 0.05, 4 / 128
+    from edgebci.quantize.qcdq import _Importer  # noqa: F401  (the constants below are the reader's)
+    f = int(min(24, 30 - np.ceil(np.log2(np.sqrt(16) / s_out + 1))))
+    op = P.LayerNorm(("x",), "y", "test", eps=max(1, round(1e-5 * 16 ** 3 / s_in ** 2)),
+                     k=int(round(np.sqrt(16) / s_out * 2 ** f)), f=f)
+    xf = x * s_in
+    want = (xf - xf.mean(1, keepdims=True)) / np.sqrt(xf.var(1, keepdims=True) + 1e-5) / s_out
+    got = P.layer_norm_int(x, op)
+    assert np.abs(got - np.clip(want, -128, 127)).max() <= 0.51      # round half up of the exact value
+    codes = np.arange(256) - 255
+    sm = P.Softmax(("x",), "y", "test", table=np.round(P.SOFTMAX_ONE * np.exp(0.1 * codes)).astype(np.int16), shift=8)
+    p = P.softmax_int(x, sm)
+    e = np.exp(0.1 * (x - x.max(1, keepdims=True)))
+    assert np.abs(p - np.clip(e / e.sum(1, keepdims=True) * 256, 0, 255)).max() <= 1.0
+
+
+@pytest.mark.parametrize("shifts", [(0, 1), (-2, 0, 3)])
+def test_per_channel_shifts_with_a_zero_shift_match_on_the_host(shifts):
+    """A channel whose shift is 0 keeps its value (Mamba's int8-pow2 logits once came out one too low on
+    even values: the emitter added 2^-1 - 1 = -1 as the rounding half)."""
+    import tvm
+    from tvm import relax
+
+    from edgebci.compile.integer import emit_relax
+    from edgebci.quantize.arith import Multiplier
+    c = len(shifts)
+    n = np.array(shifts, np.int64)
+    prog = P.QProgram(["x"], ["y"])
+    prog.tensors["x"] = P.TensorInfo("x", (1, c, 8), "int32", np.ones(()))
+    prog.tensors["y"] = P.TensorInfo("y", (1, c, 8), "int32", np.ones(()))
+    prog.ops.append(P.Requantize(("x",), "y", "test", mult=Multiplier(np.ones(c, np.int64), n), axis=1,
+                                 qmin=-2 ** 31, qmax=2 ** 31 - 1))
+    x = np.arange(-4 * c, 4 * c, dtype=np.int32).reshape(1, c, 8) * 3
+    vm = relax.VirtualMachine(tvm.compile(emit_relax(prog), target="llvm"), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    want = P.run_reference(prog, x)
+    assert np.array_equal(got, want)
+    assert np.array_equal(want[0, list(shifts).index(0)], x[0, list(shifts).index(0)])

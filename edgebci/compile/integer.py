@@ -71,9 +71,11 @@ def _rshift_even(y, n: np.ndarray, ndim: int, axis, dtype: str):
     """(y + 2^(n-1) - 1 + ((y >> n) & 1)) >> n: y / 2^n rounded half to even (edgebci.quantize.arith)."""
     from tvm import relax
     op = relax.op
+    n = np.asarray(n, np.int64)
     shift = _channel(n, ndim, axis, dtype)
-    odd = op.bitwise_and(op.right_shift(y, shift), _const(1, dtype))
-    half = _channel(np.left_shift(np.int64(1), n - 1) - 1, ndim, axis, dtype)
+    # a channel with n == 0 is y itself: no half, no odd bit (np.left_shift(1, -1) - 1 would be -1)
+    odd = op.bitwise_and(op.right_shift(y, shift), _channel((n > 0).astype(np.int64), ndim, axis, dtype))
+    half = _channel(np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)) - 1, 0), ndim, axis, dtype)
     return op.right_shift(op.add(op.add(y, half), odd), shift)
 
 

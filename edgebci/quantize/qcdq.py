@@ -9,8 +9,12 @@ import does not do (it keeps the float op between the pair):
     DQ(x) -> AveragePool/ReduceMean -> Q             integer sum, the 1/k joins the requantisation
     DQ(a) + DQ(b) -> Q                               both sides rescaled to a common scale, added
     DQ(x) -> f(x) -> Q, f element-wise               a 256-entry table (ELU, GELU, exp, log, x*x, ...)
-    Reshape/Flatten/Transpose/Pad on DQ(x)           moved onto the integers
+    Reshape/Flatten/Transpose/Pad/Concat on DQ(x)    moved onto the integers
     Mul/Div of DQ(x) by a positive constant          joins x's scale: no arithmetic at all
+    DQ(x) * C, DQ(x) + C for a constant tensor C     C as int16 (a product) or int32 (a sum) at a matching scale
+    DQ(x) -> LayerNormalization -> Q                 integer mean, variance and square root (no affine: fold it
+                                                   into the product that follows)
+    DQ(x) -> Softmax -> Q (scale 2^-k)               exp by table from the row's maximum, one integer division
 
 The graph's input is the front end's int32 output (scale 2^-in_shift microvolts), so its first
 QuantizeLinear becomes the first requantisation. Whatever stays float between a DQ and a Q that

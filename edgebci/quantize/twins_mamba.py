@@ -75,8 +75,7 @@ class MambaBlockTwin(nn.Module):
         self.dt_lin = twin._linear(e, e)
         self.q_dt_lin = twin._act()
         self.q_dt = twin._act()          # softplus: dt
-        # x_proj has no bias, but a bias-free QuantLinear exports as Transpose(weight) + MatMul, which the reader
-        # does not fold; with a zero int32 bias it is one Gemm
+        # x_proj has no bias; a zero int32 bias makes these one Gemm each, like every other linear of the twin
         self.to_b = twin._linear(e, n)
         self.to_c = twin._linear(e, n)
         self.q_b = twin._act()
