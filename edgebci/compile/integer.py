@@ -4,7 +4,8 @@ Each op becomes integer Relax ops that TVM lowers like any other (legalize, fuse
 
     Conv        nn.conv1d(int8, int8, out_dtype=int32) + int32 bias
     Dense       matmul(int8, int8^T, out_dtype=int32) + int32 bias
-    Requantize  int64 multiply by m0, add 2^(n-1), shift right by n, clip, cast   (a shift alone when m0 = 1)
+    Requantize  int64 multiply by m0, add 2^(n-1), shift right by n, clip, cast: a TE kernel reading m0 (int32)
+                and n (int8) per channel; a shift alone (int32 Relax ops) when m0 = 1
     Table       a 256-entry int8 lookup (one TE gather reading the int8 input)
     SumPool     a depthwise conv1d with int8 ones (sum over each window)
     AddScaled   both sides requantised to the common scale, added in int32
@@ -43,10 +44,13 @@ def _channel(v: np.ndarray, ndim: int, axis: int | None, dtype: str):
     return _const(v.reshape(shape), dtype)
 
 
-def _requantize(x, ndim: int, mult: Multiplier, axis, qmin: int, qmax: int, out_dtype: str, src_dtype: str):
-    """The arithmetic of edgebci.quantize.arith.requantize, as Relax ops."""
+def _requantize(bb, x, shape, mult: Multiplier, axis, qmin: int, qmax: int, out_dtype: str, src_dtype: str):
+    """The arithmetic of edgebci.quantize.arith.requantize: shifts as Relax ops (int32), a multiplier as a TE kernel."""
     from tvm import relax
     op = relax.op
+    ndim = len(shape)
+    if not mult.is_shift and np.all(np.asarray(mult.n) >= 1) and np.all(np.asarray(mult.m0) < 2 ** 31):
+        return _requantize_multiplier(bb, x, shape, mult, axis, qmin, qmax, out_dtype)
     if mult.is_shift:
         n = np.asarray(mult.n)
         y = x if src_dtype == "int32" else op.astype(x, "int32")
@@ -67,6 +71,30 @@ def _requantize(x, ndim: int, mult: Multiplier, axis, qmin: int, qmax: int, out_
     return op.astype(y, out_dtype)
 
 
+def _requantize_multiplier(bb, x, shape, mult: Multiplier, axis, qmin: int, qmax: int, out_dtype: str):
+    """clamp(rshift_even(x * m0, n)) in int64, with per-channel m0 stored as int32 and n as int8 (5 bytes a
+    channel; the rounding half 2^(n-1) - 1 is computed, not stored). Per-tensor constants are immediates."""
+    from tvm import te, tirx
+    m0, n = np.asarray(mult.m0, np.int64), np.asarray(mult.n, np.int64)
+    per_channel = m0.size > 1
+    ax = axis if axis is not None else 1
+    i64 = lambda e: tirx.Cast("int64", e)
+
+    def kernel(data, *consts):
+        def f(*i):
+            if per_channel:
+                m, sh = i64(consts[0][i[ax]]), i64(consts[1][i[ax]])
+            else:
+                m, sh = tirx.const(int(m0), "int64"), tirx.const(int(n), "int64")
+            p = i64(data(*i)) * m
+            half = (tirx.const(1, "int64") << (sh - 1)) - 1
+            y = (p + half + ((p >> sh) & 1)) >> sh
+            return _clip_expr(y, qmin, qmax, "int64", out_dtype)
+        return te.compute(tuple(shape), f, name="requantize")
+    consts = [_const(m0.ravel(), "int32"), _const(n.ravel(), "int8")] if per_channel else []
+    return bb.emit_te(kernel, x, *consts, primfunc_name_hint="requantize")
+
+
 def _rshift_even(y, n: np.ndarray, ndim: int, axis, dtype: str):
     """(y + 2^(n-1) - 1 + ((y >> n) & 1)) >> n: y / 2^n rounded half to even (edgebci.quantize.arith)."""
     from tvm import relax
@@ -74,7 +102,8 @@ def _rshift_even(y, n: np.ndarray, ndim: int, axis, dtype: str):
     n = np.asarray(n, np.int64)
     shift = _channel(n, ndim, axis, dtype)
     # a channel with n == 0 is y itself: no half, no odd bit (np.left_shift(1, -1) - 1 would be -1)
-    odd = op.bitwise_and(op.right_shift(y, shift), _channel((n > 0).astype(np.int64), ndim, axis, dtype))
+    one = _const(1, dtype) if np.all(n > 0) else _channel((n > 0).astype(np.int64), ndim, axis, dtype)
+    odd = op.bitwise_and(op.right_shift(y, shift), one)
     half = _channel(np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)) - 1, 0), ndim, axis, dtype)
     return op.right_shift(op.add(op.add(y, half), odd), shift)
 
@@ -185,7 +214,7 @@ def _emit_function(bb, fname: str, program: P.QProgram) -> None:
                 src_info = [program.tensors[i] for i in o.inputs]
                 nd = len(t.shape)
                 if isinstance(o, P.Requantize):
-                    y = _requantize(src[0], nd, o.mult, o.axis, o.qmin, o.qmax, t.dtype, src_info[0].dtype)
+                    y = _requantize(bb, src[0], t.shape, o.mult, o.axis, o.qmin, o.qmax, t.dtype, src_info[0].dtype)
                 elif isinstance(o, P.Conv):
                     y = op.nn.conv1d(src[0], _const(o.weight, "int8"), strides=o.stride, padding=o.pads,
                                      dilation=o.dilation, groups=o.groups, out_dtype="int32")
@@ -208,8 +237,10 @@ def _emit_function(bb, fname: str, program: P.QProgram) -> None:
                     y = op.nn.conv1d(src[0], _const(ones, "int8"), strides=o.stride, padding=o.pads, groups=c,
                                      out_dtype="int32")
                 elif isinstance(o, P.AddScaled):
-                    a = _requantize(src[0], nd, o.mult_a, o.axis_a, -2 ** 31, 2 ** 31 - 1, "int32", src_info[0].dtype)
-                    b = _requantize(src[1], nd, o.mult_b, o.axis_b, -2 ** 31, 2 ** 31 - 1, "int32", src_info[1].dtype)
+                    a = _requantize(bb, src[0], t.shape, o.mult_a, o.axis_a, -2 ** 31, 2 ** 31 - 1, "int32",
+                                    src_info[0].dtype)
+                    b = _requantize(bb, src[1], t.shape, o.mult_b, o.axis_b, -2 ** 31, 2 ** 31 - 1, "int32",
+                                    src_info[1].dtype)
                     y = (op.subtract if o.subtract else op.add)(bb.emit(a), bb.emit(b))
                 elif isinstance(o, P.Compare):
                     y = op.astype(op.greater(src[0], _const(o.threshold, src_info[0].dtype)), "int8")
