@@ -4,8 +4,8 @@ Each op becomes integer Relax ops that TVM lowers like any other (legalize, fuse
 
     Conv        nn.conv1d(int8, int8, out_dtype=int32) + int32 bias
     Dense       matmul(int8, int8^T, out_dtype=int32) + int32 bias
-    Requantize  int64 multiply by m0, add 2^(n-1), shift right by n, clip, cast: a TE kernel reading m0 (int32)
-                and n (int8) per channel; a shift alone (int32 Relax ops) when m0 = 1
+    Requantize  int64 multiply by m0, add 2^(n-1), shift right by n, clip, cast (per channel: a TE kernel reading
+                m0 as int32 and n as int8); a shift alone (int32 Relax ops) when m0 = 1
     Table       a 256-entry int8 lookup (one TE gather reading the int8 input)
     SumPool     a depthwise conv1d with int8 ones (sum over each window)
     AddScaled   both sides requantised to the common scale, added in int32
@@ -49,7 +49,9 @@ def _requantize(bb, x, shape, mult: Multiplier, axis, qmin: int, qmax: int, out_
     from tvm import relax
     op = relax.op
     ndim = len(shape)
-    if not mult.is_shift and np.all(np.asarray(mult.n) >= 1) and np.all(np.asarray(mult.m0) < 2 ** 31):
+    # per channel, a TE kernel keeps the constants small; per tensor they are scalars either way, and Relax ops
+    # fuse into any consumer (a TE kernel on the far side of an addition is not fused: S4D's arena +15 KB)
+    if mult.size > 1 and not mult.is_shift and np.all(np.asarray(mult.n) >= 1) and np.all(np.asarray(mult.m0) < 2 ** 31):
         return _requantize_multiplier(bb, x, shape, mult, axis, qmin, qmax, out_dtype)
     if mult.is_shift:
         n = np.asarray(mult.n)
