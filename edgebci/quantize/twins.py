@@ -105,6 +105,21 @@ class Twin(nn.Module):
         self.qin = _qnn().QuantIdentity(return_quant_tensor=True, **self.recipe.const_act_kwargs(threshold))
         self.input_threshold = float(threshold)
 
+    def _spatial_first_stem(self, block, bn, n_channels: int, depth: int, kernel: int, input_scale: float) -> None:
+        """EEGNet's first block (edgebci.zoo.blocks.TemporalSpatialBlock) spatial-first, with its BatchNorm and
+        the BatchNorm after it (`bn`) folded: self.spatial (1x1, input_scale folded) -> self.temporal (+bias)."""
+        a1, b1 = _bn_affine(block.bn)
+        a2, b2 = _bn_affine(bn)
+        w_s = block.spatial.weight[:, 0, :, 0].detach()                                      # (f1*depth, C)
+        w_t = (block.temporal.weight[:, 0, 0, :] * a1[:, None]).repeat_interleave(depth, 0)  # (f1*depth, K)
+        d = w_s.shape[0]
+        self.spatial = self._conv(n_channels, d, 1, bias=False, first=True)
+        self.temporal = self._conv(d, d, kernel, bias=True, padding=kernel // 2, groups=d)
+        with torch.no_grad():
+            self.spatial.weight.copy_((w_s * input_scale)[:, :, None])
+            self.temporal.weight.copy_((w_t * a2[:, None])[:, None, :])
+            self.temporal.bias.copy_(a2 * b1.repeat_interleave(depth) * w_s.sum(1) + b2)
+
     @torch.no_grad()
     def fold_alignment(self, matrix) -> None:
         conv = getattr(self, self.first_spatial)
@@ -119,16 +134,10 @@ class EEGNetTwin(Twin):
     def __init__(self, model, recipe: Recipe, input_threshold: float):
         super().__init__(recipe, input_threshold)
         c = model.config
-        blk = model.block1
         f1d = c.f1 * c.depth
         self.pool1, self.pool2, self.dropout = c.pool1, c.pool2, c.dropout
-        a1, b1 = _bn_affine(blk.bn)
-        a2, b2 = _bn_affine(model.bn2)
         a3, b3 = _bn_affine(model.bn3)
-        w_s = blk.spatial.weight[:, 0, :, 0].detach()                                       # (f1d, C)
-        w_t = (blk.temporal.weight[:, 0, 0, :] * a1[:, None]).repeat_interleave(c.depth, 0)  # (f1d, K)
-        self.spatial = self._conv(c.n_channels, f1d, 1, bias=False, first=True)
-        self.temporal = self._conv(f1d, f1d, c.kernel, bias=True, padding=c.kernel // 2, groups=f1d)
+        self._spatial_first_stem(model.block1, model.bn2, c.n_channels, c.depth, c.kernel, c.input_scale)
         self.act1 = self._act()
         self.q_pool1 = self._act()
         self.sep_depth = self._conv(f1d, f1d, 16, bias=False, padding=8, groups=f1d)
@@ -137,9 +146,6 @@ class EEGNetTwin(Twin):
         self.q_pool2 = self._act()
         self.head = self._linear(model.head.in_features, model.head.out_features)
         with torch.no_grad():
-            self.spatial.weight.copy_((w_s * c.input_scale)[:, :, None])
-            self.temporal.weight.copy_((w_t * a2[:, None])[:, None, :])
-            self.temporal.bias.copy_(a2 * b1.repeat_interleave(c.depth) * w_s.sum(1) + b2)
             self.sep_depth.weight.copy_(model.sep_depth.weight)
             self.sep_point.weight.copy_(model.sep_point.weight * a3[:, None, None])
             self.sep_point.bias.copy_(b3)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.quantize.recipe import Recipe
-from edgebci.quantize.twins import Twin, _bn_affine, _qnn, _value
+from edgebci.quantize.twins import Twin, _qnn, _value
 
 PROB_SHIFT = 8          # softmax probabilities as uint8 at 2^-8: a fixed, power-of-two scale
 
@@ -94,15 +94,10 @@ class ConformerTwin(Twin):
     def __init__(self, model, recipe: Recipe, input_threshold: float):
         super().__init__(recipe, input_threshold)
         c = model.config
-        emb, d = model.embed, c.d_model
+        d = c.d_model
         self.pool, self.pool_stride, self.dropout, self.d = c.pool, c.pool_stride, c.dropout, d
         self.eps = float(model.norm.eps)
-        a1, b1 = _bn_affine(emb.bn)
-        a2, b2 = _bn_affine(model.bn)
-        w_s = emb.spatial.weight[:, 0, :, 0].detach()                                         # (d, C)
-        w_t = (emb.temporal.weight[:, 0, 0, :] * a1[:, None]).repeat_interleave(c.depth, 0)   # (d, K)
-        self.spatial = self._conv(c.n_channels, d, 1, bias=False, first=True)
-        self.temporal = self._conv(d, d, c.kernel, bias=True, padding=c.kernel // 2, groups=d)
+        self._spatial_first_stem(model.embed, model.bn, c.n_channels, c.depth, c.kernel, c.input_scale)
         self.q_elu = self._act()
         self.pos = torch.nn.Parameter(model.pos.detach().clone())                              # (1, T, d)
         self.q_tok = self._act()
@@ -111,9 +106,6 @@ class ConformerTwin(Twin):
         self.q_mean = self._act()
         self.head = self._linear(d, c.n_classes)
         with torch.no_grad():
-            self.spatial.weight.copy_((w_s * c.input_scale)[:, :, None])
-            self.temporal.weight.copy_((w_t * a2[:, None])[:, None, :])
-            self.temporal.bias.copy_(a2 * b1.repeat_interleave(c.depth) * w_s.sum(1) + b2)
             gamma, beta = model.norm.weight, model.norm.bias         # the final norm's affine joins the head
             self.head.weight.copy_(model.head.weight * gamma[None, :])
             self.head.bias.copy_(model.head.bias + model.head.weight @ beta)
