@@ -61,6 +61,17 @@ class SteppedTwin:
     out_scale: float
 
 
+def run_loop(twin, x: torch.Tensor) -> torch.Tensor:
+    """A recurrent twin's forward (what QAT trains): encode, step over time from zero states, read out the sum."""
+    seq = twin.encode(x)
+    states = [seq.new_zeros(seq.shape[0], w) for w in twin.state_widths]
+    total = 0
+    for t in range(twin.n_steps):
+        y, *states = twin.step(seq[:, t], *states)
+        total = total + y
+    return twin.readout(total)
+
+
 class _Part(nn.Module):
     """One method of a twin as a module of its own, for export: Brevitas puts the quantisers of the module it
     exports into export mode, so the twin is a submodule here, not just the owner of a bound method."""

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.quantize.recipe import Recipe
-from edgebci.quantize.twins import SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value
+from edgebci.quantize.twins import SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value, run_loop
 from edgebci.quantize.twins_s4d import POWER_PERCENTILE
 from edgebci.zoo.ssm import LOG_POWER_FLOOR
 
@@ -202,13 +202,7 @@ class MambaTwin(Twin):
         return self.head(self.q_mean(F.dropout(total * (1.0 / self.n_steps), self.dropout, self.training)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq = self.encode(x)
-        states = [seq.new_zeros(seq.shape[0], w) for w in self.state_widths]
-        total = torch.zeros_like(seq[:, 0])
-        for t in range(self.n_steps):
-            y, *states = self.step(seq[:, t], *states)
-            total = total + y
-        return self.readout(total)
+        return run_loop(self, x)
 
     def stepped_parts(self) -> SteppedTwin:
         """The three graphs a device runs with its own time loop, and the scales of what the loop carries."""

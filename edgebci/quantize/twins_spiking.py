@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.quantize.recipe import Recipe
-from edgebci.quantize.twins import SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value
+from edgebci.quantize.twins import SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value, run_loop
 
 LOG_FLOOR = 1e-4          # edgebci.zoo.spiking: log(clamp(power, 1e-4))
 
@@ -91,21 +91,19 @@ class SpikingTwin(Twin):
         """count : (B, n_hidden) spikes summed over the steps -> logits."""
         return self.head(self.q_rate(F.dropout(count * (1.0 / self.n_steps), self.dropout, self.training)))
 
+    @property
+    def state_widths(self) -> tuple[int, ...]:
+        return (self.n_hidden,) * self.n_layers
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        current = self.encode(x)
-        mems = [torch.zeros_like(current[:, 0]) for _ in range(self.n_layers)]
-        count = torch.zeros_like(current[:, 0])
-        for t in range(self.n_steps):
-            spikes, *mems = self.step(current[:, t], *mems)
-            count = count + spikes
-        return self.readout(count)
+        return run_loop(self, x)
 
     def stepped_parts(self) -> SteppedTwin:
         """The three graphs a device runs with its own time loop, and the scales of what the loop carries."""
         with torch.no_grad():
             state_scales = tuple(float(q(torch.zeros(1, self.n_hidden)).scale) for q in self.q_mem)
         return SteppedTwin(_Part(self, "encode"), _Part(self, "step"), _Part(self, "readout"), self.n_steps, self.n_hidden,
-                           self.n_hidden, (self.n_hidden,) * self.n_layers, state_scales, 1.0)
+                           self.n_hidden, self.state_widths, state_scales, 1.0)
 
 
 class _Spike(torch.autograd.Function):
