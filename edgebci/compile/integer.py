@@ -74,27 +74,22 @@ def _requantize(bb, x, shape, mult: Multiplier, axis, qmin: int, qmax: int, out_
 
 
 def _requantize_multiplier(bb, x, shape, mult: Multiplier, axis, qmin: int, qmax: int, out_dtype: str):
-    """clamp(rshift_even(x * m0, n)) in int64, with per-channel m0 stored as int32 and n as int8 (5 bytes a
-    channel; the rounding half 2^(n-1) - 1 is computed, not stored). Per-tensor constants are immediates."""
+    """clamp(rshift_even(x * m0, n)) in int64 for per-channel multipliers along `axis`, with m0 stored as int32
+    and n as int8 (5 bytes a channel; the rounding half 2^(n-1) - 1 is computed, not stored)."""
     from tvm import te, tirx
-    m0, n = np.asarray(mult.m0, np.int64), np.asarray(mult.n, np.int64)
-    per_channel = m0.size > 1
     ax = axis if axis is not None else 1
     i64 = lambda e: tirx.Cast("int64", e)
 
-    def kernel(data, *consts):
+    def kernel(data, m0, n):
         def f(*i):
-            if per_channel:
-                m, sh = i64(consts[0][i[ax]]), i64(consts[1][i[ax]])
-            else:
-                m, sh = tirx.const(int(m0), "int64"), tirx.const(int(n), "int64")
+            m, sh = i64(m0[i[ax]]), i64(n[i[ax]])
             p = i64(data(*i)) * m
             half = (tirx.const(1, "int64") << (sh - 1)) - 1
             y = (p + half + ((p >> sh) & 1)) >> sh
             return _clip_expr(y, qmin, qmax, "int64", out_dtype)
         return te.compute(tuple(shape), f, name="requantize")
-    consts = [_const(m0.ravel(), "int32"), _const(n.ravel(), "int8")] if per_channel else []
-    return bb.emit_te(kernel, x, *consts, primfunc_name_hint="requantize")
+    return bb.emit_te(kernel, x, _const(np.ravel(mult.m0), "int32"), _const(np.ravel(mult.n), "int8"),
+                      primfunc_name_hint="requantize")
 
 
 def _rshift_even(y, n: np.ndarray, ndim: int, axis, dtype: str):
