@@ -239,16 +239,12 @@ def test_integer_layernorm_and_softmax_against_float():
     rng = np.random.default_rng(2)
     x = rng.integers(-128, 128, (200, 16)).astype(np.int64)
     s_in, s_out = 0.05, 4 / 128
-    from edgebci.quantize.qcdq import _Importer  # noqa: F401  (the constants below are the reader's)
-    f = int(min(24, 30 - np.ceil(np.log2(np.sqrt(16) / s_out + 1))))
-    op = P.LayerNorm(("x",), "y", "test", eps=max(1, round(1e-5 * 16 ** 3 / s_in ** 2)),
-                     k=int(round(np.sqrt(16) / s_out * 2 ** f)), f=f)
+    op = P.LayerNorm(("x",), "y", "test", **P.layer_norm_constants(16, s_in, s_out, 1e-5))
     xf = x * s_in
     want = (xf - xf.mean(1, keepdims=True)) / np.sqrt(xf.var(1, keepdims=True) + 1e-5) / s_out
     got = P.layer_norm_int(x, op)
     assert np.abs(got - np.clip(want, -128, 127)).max() <= 0.51      # round half up of the exact value
-    codes = np.arange(256) - 255
-    sm = P.Softmax(("x",), "y", "test", table=np.round(P.SOFTMAX_ONE * np.exp(0.1 * codes)).astype(np.int16), shift=8)
+    sm = P.Softmax(("x",), "y", "test", table=P.softmax_table(0.1), shift=8)
     p = P.softmax_int(x, sm)
     e = np.exp(0.1 * (x - x.max(1, keepdims=True)))
     assert np.abs(p - np.clip(e / e.sum(1, keepdims=True) * 256, 0, 255)).max() <= 1.0

@@ -193,6 +193,20 @@ class Softmax(Op):
 SOFTMAX_ONE = 2 ** 14       # exp(0) in the softmax table
 
 
+def softmax_table(s_in: float) -> np.ndarray:
+    """Softmax's exp table for int8 inputs at scale s_in: entry i is round(2^14 * exp(s_in * (i - 255))), int16."""
+    codes = np.arange(256, dtype=np.float64) - 255
+    return np.round(SOFTMAX_ONE * np.exp(s_in * codes)).astype(np.int16)
+
+
+def layer_norm_constants(d: int, s_in: float, s_out: float, eps: float) -> dict:
+    """LayerNorm's integer constants {eps, k, f} for width d, input and output scales and the real epsilon.
+    f (fractional bits of k) keeps k below 2^30; f < 1 means s_out is too fine for this width."""
+    gain = np.sqrt(d) / s_out
+    f = int(min(24, 30 - np.ceil(np.log2(gain + 1))))
+    return {"eps": max(1, int(round(eps * d ** 3 / s_in ** 2))), "k": int(round(gain * 2 ** f)), "f": f}
+
+
 def isqrt(v: np.ndarray) -> np.ndarray:
     """floor(sqrt(v)) of non-negative int64 values below 2^62, exactly."""
     v = np.asarray(v, np.int64)

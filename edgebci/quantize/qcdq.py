@@ -366,18 +366,13 @@ class _Importer:
             if not float(shift).is_integer() or not 0 <= shift <= 16:
                 self._island(p.node, f"its probabilities are quantised at scale {s_out:.6g}: the integer softmax "
                                     f"needs a power-of-two scale 2^-k, 0 <= k <= 16 (a constant quantiser)")
-            codes = np.arange(256, dtype=np.float64) - 255
-            table = np.round(P.SOFTMAX_ONE * np.exp(s_in * codes)).astype(np.int16)
             return self._emit(P.Softmax, [x.name], shape, storage_dtype(qmin, qmax), s_out, qmin, qmax, source,
-                              table=table, shift=int(shift), qmin=qmin, qmax=qmax)
-        d = shape[-1]
-        gain = np.sqrt(d) / s_out
-        f = int(min(24, 30 - np.ceil(np.log2(gain + 1))))
-        if f < 1:
-            self._island(p.node, f"a LayerNorm output scale {s_out:.3g} too fine for its width {d}")
-        eps = max(1, int(round(p.eps * d ** 3 / s_in ** 2)))
+                              table=P.softmax_table(s_in), shift=int(shift), qmin=qmin, qmax=qmax)
+        consts = P.layer_norm_constants(shape[-1], s_in, s_out, p.eps)
+        if consts["f"] < 1:
+            self._island(p.node, f"a LayerNorm output scale {s_out:.3g} too fine for its width {shape[-1]}")
         return self._emit(P.LayerNorm, [x.name], shape, storage_dtype(qmin, qmax), s_out, qmin, qmax, source,
-                          eps=eps, k=int(round(gain * 2 ** f)), f=f, qmin=qmin, qmax=qmax)
+                          **consts, qmin=qmin, qmax=qmax)
 
     def op_Concat(self, node, ins, attrs):
         if not all(isinstance(v, _Int) and v.per_tensor for v in ins) or \
