@@ -16,6 +16,12 @@ def device_row(report: dict, compiled, image) -> dict:
             "stack_peak_bytes": report["memory"]["stack_peak"]["bytes"]}
 
 
+def check_run(report: dict) -> None:
+    """A bench row counts only if every window decoded, agreed with the host and was timed by QEMU's counter."""
+    assert report["windows"]["failed"] == 0 and report["agreement"]["rate"] == 1.0, json.dumps(report["failures"])
+    assert report["latency"]["metric"] == "qemu_insn_count" and report["latency"]["median"] > 0
+
+
 def load_rows(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
