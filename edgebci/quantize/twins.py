@@ -61,6 +61,20 @@ class SteppedTwin:
     out_scale: float
 
 
+def plain_layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last axis without an affine: the integer LayerNorm (edgebci.quantize.program.LayerNorm),
+    whose gamma and beta live in the product after it (`fold_norm`)."""
+    return F.layer_norm(x, (x.shape[-1],), None, None, eps)
+
+
+def fold_norm(norm, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A LayerNorm's affine into the linear after it: linear(LN(x)) == W' plain_LN(x) + b' with W' = W diag(gamma),
+    b' = b + W beta (for the head after a mean too: the mean is linear)."""
+    w = weight.detach()
+    b = torch.zeros(w.shape[0]) if bias is None else bias.detach()
+    return w * norm.weight.detach()[None, :], b + w @ norm.bias.detach()
+
+
 def run_loop(twin, x: torch.Tensor) -> torch.Tensor:
     """A recurrent twin's forward (what QAT trains): encode, step over time from zero states, read out the sum."""
     seq = twin.encode(x)

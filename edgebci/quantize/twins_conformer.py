@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.quantize.recipe import Recipe
-from edgebci.quantize.twins import Twin, _qnn, _value
+from edgebci.quantize.twins import Twin, _qnn, _value, fold_norm, plain_layer_norm
 
 PROB_SHIFT = 8          # softmax probabilities as uint8 at 2^-8: a fixed, power-of-two scale
 
@@ -35,11 +35,11 @@ def _prob_act():
 
 
 @torch.no_grad()
-def _fold_norm(conv, weight: torch.Tensor, bias: torch.Tensor, norm) -> None:
-    """conv(LN_plain(x)) == linear(LN(x)): gamma scales the weight's columns, W beta joins the bias."""
-    gamma, beta = norm.weight.detach(), norm.bias.detach()
-    conv.weight.copy_((weight * gamma[None, :])[:, :, None])
-    conv.bias.copy_(bias + weight @ beta)
+def _set_folded(conv, norm, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """A 1x1 convolution after a plain LayerNorm computing linear(LN(x)) (`fold_norm`)."""
+    w, b = fold_norm(norm, weight, bias)
+    conv.weight.copy_(w[:, :, None])
+    conv.bias.copy_(b)
 
 
 class _BlockTwin(torch.nn.Module):
@@ -64,8 +64,8 @@ class _BlockTwin(torch.nn.Module):
         self.q_res2 = twin._act()
         w, b = block.attn.in_proj_weight.detach(), block.attn.in_proj_bias.detach()
         for k, conv in enumerate((self.wq, self.wk, self.wv)):
-            _fold_norm(conv, w[k * d:(k + 1) * d], b[k * d:(k + 1) * d], block.norm1)
-        _fold_norm(self.ff1, ff1.weight.detach(), ff1.bias.detach(), block.norm2)
+            _set_folded(conv, block.norm1, w[k * d:(k + 1) * d], b[k * d:(k + 1) * d])
+        _set_folded(self.ff1, block.norm2, ff1.weight, ff1.bias)
         with torch.no_grad():
             self.wo.weight.copy_(block.attn.out_proj.weight[:, :, None])
             self.wo.bias.copy_(block.attn.out_proj.bias)
@@ -78,14 +78,14 @@ class _BlockTwin(torch.nn.Module):
 
     def forward(self, x):
         """x : (B, T, D) int8-valued tokens -> same shape."""
-        h = self.q_ln1(F.layer_norm(_value(x), (self.d,), None, None, self.eps1)).transpose(1, 2)   # (B, D, T)
+        h = self.q_ln1(plain_layer_norm(_value(x), self.eps1)).transpose(1, 2)   # (B, D, T)
         q, k, v = self._heads(self.wq(h)), self._heads(self.wk(h)), self._heads(self.wv(h))
         scores = self.q_scores(torch.matmul(q.transpose(2, 3), k) * self.dh ** -0.5)          # (B, H, T, T)
         probs = self.q_probs(torch.softmax(_value(scores), -1))
         ctx = torch.matmul(_value(probs), v.transpose(2, 3))                                  # (B, H, T, dh)
         ctx = self.q_ctx(ctx.transpose(2, 3).reshape(-1, self.d, ctx.shape[2]))               # (B, D, T)
         x = self.q_res1(_value(x) + _value(self.wo(ctx)).transpose(1, 2))
-        h = self.q_ln2(F.layer_norm(_value(x), (self.d,), None, None, self.eps2)).transpose(1, 2)
+        h = self.q_ln2(plain_layer_norm(_value(x), self.eps2)).transpose(1, 2)
         g = F.dropout(F.gelu(_value(self.ff1(h))), self.dropout, self.training)
         return self.q_res2(_value(x) + _value(self.ff2(self.q_gelu(g))).transpose(1, 2))
 
@@ -95,7 +95,7 @@ class ConformerTwin(Twin):
         super().__init__(recipe, input_threshold)
         c = model.config
         d = c.d_model
-        self.pool, self.pool_stride, self.dropout, self.d = c.pool, c.pool_stride, c.dropout, d
+        self.pool, self.pool_stride, self.dropout = c.pool, c.pool_stride, c.dropout
         self.eps = float(model.norm.eps)
         self._spatial_first_stem(model.embed, model.bn, c.n_channels, c.depth, c.kernel, c.input_scale)
         self.q_elu = self._act()
@@ -106,9 +106,9 @@ class ConformerTwin(Twin):
         self.q_mean = self._act()
         self.head = self._linear(d, c.n_classes)
         with torch.no_grad():
-            gamma, beta = model.norm.weight, model.norm.bias         # the final norm's affine joins the head
-            self.head.weight.copy_(model.head.weight * gamma[None, :])
-            self.head.bias.copy_(model.head.bias + model.head.weight @ beta)
+            w, b = fold_norm(model.norm, model.head.weight, model.head.bias)   # the final norm's affine: the mean is linear
+            self.head.weight.copy_(w)
+            self.head.bias.copy_(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.temporal(self.spatial(self.qin(x)))
@@ -118,6 +118,6 @@ class ConformerTwin(Twin):
         x = self.q_tok(tokens)
         for block in self.blocks:
             x = block(x)
-        n = self.q_norm(F.layer_norm(_value(x), (self.d,), None, None, self.eps))
+        n = self.q_norm(plain_layer_norm(_value(x), self.eps))
         m = F.dropout(_value(n).mean(1), self.dropout, self.training)
         return self.head(self.q_mean(m))

@@ -33,7 +33,8 @@ from torch.nn import functional as F
 
 from edgebci.errors import ConfigError
 from edgebci.quantize.recipe import Recipe
-from edgebci.quantize.twins import SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value, run_loop
+from edgebci.quantize.twins import (SteppedTwin, Twin, _bn_affine, _Part, _qnn, _value, fold_norm,
+                                    plain_layer_norm, run_loop)
 from edgebci.quantize.twins_s4d import POWER_PERCENTILE
 from edgebci.zoo.ssm import LOG_POWER_FLOOR
 
@@ -41,18 +42,6 @@ from edgebci.zoo.ssm import LOG_POWER_FLOOR
 # int16 h changes nothing measurable (bundled checkpoint, int8 PTQ, 450 training windows: mean |logit error|
 # 0.0263 with int8 h, 0.0264 with int16; argmax agreement with the float decoder 98.2% both).
 STATE_BITS = 8
-
-
-def _layer_norm(x, eps: float):
-    """LayerNorm over the last axis without affine (the integer LayerNorm; gamma and beta live in the next linear)."""
-    return F.layer_norm(x, (x.shape[-1],), None, None, eps)
-
-
-def _fold_norm(norm: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None):
-    """A LayerNorm's affine into the linear after it: W diag(gamma), b + W beta."""
-    w = weight.detach()
-    b = torch.zeros(w.shape[0]) if bias is None else bias.detach()
-    return w * norm.weight.detach()[None, :], b + w @ norm.bias.detach()
 
 
 class MambaBlockTwin(nn.Module):
@@ -92,7 +81,7 @@ class MambaBlockTwin(nn.Module):
         self.out_proj = twin._linear(e, d_model)
         self.q_res = twin._act()
         with torch.no_grad():
-            w_in, b_in = _fold_norm(block.norm, block.in_proj.weight, block.in_proj.bias)
+            w_in, b_in = fold_norm(block.norm, block.in_proj.weight, block.in_proj.bias)
             self.in_u.weight.copy_(w_in[:e])
             self.in_u.bias.copy_(b_in[:e])
             self.in_z.weight.copy_(w_in[e:])
@@ -124,7 +113,7 @@ class MambaBlockTwin(nn.Module):
         """x (B, d_model), conv_state (B, E*(d_conv-1)), h (B, E*N) -> (x out, conv_state, h). Shapes are
         written with -1 for the batch: a traced x.shape[0] would put Shape/Gather arithmetic in the graph."""
         e, n, k = self.d_inner, self.d_state, self.d_conv
-        xn = self.q_norm(_layer_norm(_value(x), self.eps))
+        xn = self.q_norm(plain_layer_norm(_value(x), self.eps))
         u, z = self.q_u(self.in_u(xn)), self.q_z(self.in_z(xn))
         # the state and the new u carry u's scale: the concatenation is of integers, the quantiser a no-op
         window = self.q_u(torch.cat([conv_state.reshape(-1, e, k - 1), _value(u).reshape(-1, e, 1)], -1))
@@ -169,7 +158,7 @@ class MambaTwin(Twin):
             self.spatial.weight.copy_(model.spatial.weight * c.input_scale)
             self.temporal.weight.copy_(model.temporal.weight * a[:, None, None])
             self.temporal.bias.copy_(b)
-            w, bias = _fold_norm(model.norm, model.head.weight, model.head.bias)   # the mean is linear
+            w, bias = fold_norm(model.norm, model.head.weight, model.head.bias)   # the mean is linear
             self.head.weight.copy_(w)
             self.head.bias.copy_(bias)
 
@@ -195,7 +184,7 @@ class MambaTwin(Twin):
         for i, blk in enumerate(self.blocks):
             x_t, conv_state, h = blk(x_t, states[2 * i], states[2 * i + 1])
             new += [conv_state, h]
-        return (_value(self.q_final(_layer_norm(_value(x_t), self.eps))), *new)
+        return (_value(self.q_final(plain_layer_norm(_value(x_t), self.eps))), *new)
 
     def readout(self, total):
         """total : (B, d_model) y_t summed over the steps -> logits."""
